@@ -1,0 +1,39 @@
+# curvnb: `make book` executes every chapter (quick profile) and builds the HTML book;
+# `make test` runs the test suite. Both set up .venv on first use.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.curvnb-installed
+PROFILE ?= quick
+
+.PHONY: setup book test browser bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo "setting up $(VENV) (pinned requirements + curvnb in editable mode) ..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements.txt
+	@$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+book: setup
+	@$(VENV)/bin/curvnb book --profile $(PROFILE)
+
+# Headless Chromium for the rendered-book check (Debian packages; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: setup browser
+	@$(PY) -m pytest
+
+bench: setup
+	@$(PY) -m pip install -q -c requirements.txt -r benchmarks/requirements.txt || echo "benchmark extras unavailable; comparisons will be skipped"
+	@$(PY) benchmarks/curvature.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,253 @@
+"""The book pipeline: discover chapters, execute them with papermill, build the HTML.
+
+``curvnb run`` executes ``book/NN_<id>.ipynb`` into ``_build/executed/`` (outputs live only
+there; the sources stay output-free). ``curvnb build`` stages the repository layout with the
+executed chapters, a scorecard generated from ``_build/claims/*.json`` and a table of contents
+reduced to the pages that exist, then runs Jupyter Book on it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from curvnb.claims import scorecard_markdown
+from curvnb.config import DEVICES, PROFILES
+from curvnb.paths import book_dir, build_dir, project_root
+
+CHAPTER_FILE = re.compile(r"^(?:\d+_)?(?P<id>[a-z][a-z0-9_]*)\.ipynb$")
+PARAMETERS_SOURCE = (
+    'profile = "quick"  # "quick": minutes on a 2-core CPU; "full": the paper-scale run, meant for a GPU\n'
+    'device = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"\n'
+    "seed = 0"
+)
+
+
+@dataclass(frozen=True)
+class ChapterFile:
+    id: str
+    path: Path
+
+    @property
+    def title(self) -> str:
+        from importlib import import_module
+        try:
+            return import_module(f"curvnb.studies.{self.id}").TITLE
+        except (ImportError, AttributeError):
+            return self.id
+
+    @property
+    def cost(self) -> dict[str, str]:
+        from importlib import import_module
+        try:
+            return dict(import_module(f"curvnb.studies.{self.id}").COST)
+        except (ImportError, AttributeError):
+            return {}
+
+
+def chapters(folder: Path | None = None) -> list[ChapterFile]:
+    """The chapter notebooks in ``book/``, in file-name order."""
+    folder = folder or book_dir()
+    found = []
+    for path in sorted(folder.glob("*.ipynb")):
+        m = CHAPTER_FILE.match(path.name)
+        if m:
+            found.append(ChapterFile(m.group("id"), path))
+    return found
+
+
+def select_chapters(names: Sequence[str] | None) -> list[ChapterFile]:
+    available = chapters()
+    if not names:
+        return available
+    by_id = {c.id: c for c in available}
+    unknown = [n for n in names if n not in by_id]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {unknown}: available are {list(by_id)}")
+    return [by_id[n] for n in names]
+
+
+# --------------------------------------------------------------------------- notebooks
+def repository_url(root: Path | None = None) -> str:
+    import yaml
+    cfg = yaml.safe_load(((root or project_root()) / "_config.yml").read_text())
+    return cfg["repository"]["url"].rstrip("/")
+
+
+def colab_install_source(url: str) -> str:
+    """The first code cell of every chapter: install curvnb when it is not importable (Colab)."""
+    return (
+        "# On Colab or a fresh kernel, install curvnb from the book's repository.\n"
+        "try:\n"
+        "    import curvnb\n"
+        "except ImportError:\n"
+        f'    %pip install -q "curvnb @ git+{url}"'
+    )
+
+
+def percent_to_notebook(text: str, url: str):
+    """Build a chapter notebook from py:percent text (``# %%`` code, ``# %% [markdown]`` prose).
+
+    The Colab install cell and the papermill ``parameters`` cell are prepended, so every
+    chapter starts the same way."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                        "language_info": {"name": "python"}})
+    cells = [nbformat.v4.new_code_cell(colab_install_source(url)),
+             nbformat.v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]})]
+    chunks = re.split(r"^# %%(.*)$", text, flags=re.M)
+    for header, body in zip(chunks[1::2], chunks[2::2]):
+        body = body.strip("\n")
+        if "[markdown]" in header:
+            md = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines())
+            cells.append(nbformat.v4.new_markdown_cell(md))
+        elif body.strip():
+            cells.append(nbformat.v4.new_code_cell(body))
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i}"
+    nb.cells = cells
+    return nb
+
+
+def notebook_has_outputs(path: Path) -> bool:
+    nb = json.loads(Path(path).read_text())
+    return any(c.get("outputs") or c.get("execution_count")
+               for c in nb.get("cells", []) if c.get("cell_type") == "code")
+
+
+# --------------------------------------------------------------------------- running
+def executed_path(chapter: ChapterFile) -> Path:
+    return build_dir() / "executed" / chapter.path.name
+
+
+def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
+                 seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Execute chapters with papermill; returns seconds per chapter. Stops at the first failure."""
+    import papermill as pm
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: allowed values are {', '.join(map(repr, PROFILES))}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: allowed values are {', '.join(map(repr, DEVICES))}")
+    selected = select_chapters(names)
+    root = project_root()
+    timings: dict[str, float] = {}
+    total_start = time.perf_counter()
+    for i, chapter in enumerate(selected, 1):
+        out = executed_path(chapter)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{i}/{len(selected)}] {chapter.id} ({profile}, {device}, seed {seed}) ...", flush=True)
+        start = time.perf_counter()
+        tmp = out.with_suffix(".running.ipynb")
+        try:
+            pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
+                                cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False)
+        except pm.PapermillExecutionError as exc:
+            print(f"[{i}/{len(selected)}] {chapter.id} FAILED in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                  f"    the partial notebook is {tmp}", flush=True)
+            raise
+        tmp.replace(out)
+        timings[chapter.id] = time.perf_counter() - start
+        print(f"[{i}/{len(selected)}] {chapter.id} done in {timings[chapter.id]:.1f} s "
+              f"(elapsed {time.perf_counter() - total_start:.1f} s)", flush=True)
+    _record_timings(timings, profile)
+    print(f"ran {len(selected)} chapter(s) in {time.perf_counter() - total_start:.1f} s", flush=True)
+    return timings
+
+
+def _record_timings(timings: dict[str, float], profile: str) -> None:
+    path = build_dir() / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault(profile, {}).update({k: round(v, 2) for k, v in timings.items()})
+    path.write_text(json.dumps(data, indent=2))
+
+
+# --------------------------------------------------------------------------- building
+def _filtered_toc(toc: dict, exists) -> dict:
+    def keep(entries: Iterable[dict]) -> list[dict]:
+        return [e for e in entries if exists(e["file"])]
+
+    out = dict(toc)
+    if "parts" in toc:
+        parts = []
+        for part in toc["parts"]:
+            chapters_ = keep(part.get("chapters", []))
+            if chapters_:
+                parts.append({**part, "chapters": chapters_})
+        out["parts"] = parts
+    if "chapters" in toc:
+        out["chapters"] = keep(toc["chapters"])
+    return out
+
+
+def stage_book() -> Path:
+    """Lay out ``_build/site`` as the repository would look with every chapter executed."""
+    import yaml
+
+    root, build = project_root(), build_dir()
+    stage = build / "site"
+    if stage.exists():
+        shutil.rmtree(stage)
+    (stage / "book").mkdir(parents=True)
+    for name in ("_config.yml", "references.bib"):
+        src = root / name if (root / name).exists() else root / "book" / name
+        if src.exists():
+            shutil.copy2(src, stage / ("book" if src.parent.name == "book" else "") / name)
+    for path in (root / "book").iterdir():
+        if path.suffix != ".ipynb" and path.is_file():
+            shutil.copy2(path, stage / "book" / path.name)
+    if (root / "benchmarks").is_dir():
+        shutil.copytree(root / "benchmarks", stage / "benchmarks",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for chapter in chapters():
+        done = executed_path(chapter)
+        if done.exists():
+            shutil.copy2(done, stage / "book" / chapter.path.name)
+    titles = {c.id: c.title for c in chapters()}
+    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles))
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+
+    def exists(stem: str) -> bool:
+        return any((stage / f"{stem}{ext}").exists() for ext in (".ipynb", ".md"))
+
+    if not exists(toc["root"]):
+        raise FileNotFoundError(f"the book's root page {toc['root']} has not been executed: run `curvnb run` first")
+    (stage / "_toc.yml").write_text(yaml.safe_dump(_filtered_toc(toc, exists), sort_keys=False))
+    return stage
+
+
+def build_book(strict: bool = False) -> Path:
+    """Build the HTML book; returns the path of ``index.html``."""
+    stage = stage_book()
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage), "--path-output", str(build_dir() / "book")]
+    if strict:
+        cmd.append("-W")
+    start = time.perf_counter()
+    print("building the HTML book ...", flush=True)
+    subprocess.run(cmd, check=True)
+    index = build_dir() / "book" / "_build" / "html" / "index.html"
+    print(f"built in {time.perf_counter() - start:.1f} s: {index}", flush=True)
+    return index
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m curvnb.book percent SRC.py OUT.ipynb``: make a chapter notebook from py:percent text."""
+    import nbformat
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "percent":
+        raise SystemExit("usage: python -m curvnb.book percent SRC.py OUT.ipynb")
+    nb = percent_to_notebook(Path(args[1]).read_text(), repository_url())
+    nbformat.write(nb, args[2])
+
+
+if __name__ == "__main__":
+    main()

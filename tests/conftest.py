@@ -1,0 +1,45 @@
+"""Shared fixtures. ``executed_chapter(id)`` executes a chapter once per session (quick profile,
+papermill, cached results) and returns its claim records; ``built_book`` executes every chapter
+and builds the HTML book."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("CURVNB_ROOT", str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from curvnb import book  # noqa: E402
+from curvnb.claims import read_claims  # noqa: E402
+
+_executed: dict[str, list[dict]] = {}
+
+
+def execute_chapter(name: str) -> list[dict]:
+    if name not in _executed:
+        claims_file = book.build_dir() / "claims" / f"{name}.json"
+        claims_file.unlink(missing_ok=True)  # the records must come from this session's run
+        book.run_chapters([name], profile="quick", device="cpu", seed=0, progress=False)
+        _executed[name] = read_claims(claims_file)
+    return _executed[name]
+
+
+@pytest.fixture(scope="session")
+def executed_chapter():
+    """``executed_chapter("huh2020")`` -> that chapter's quick-profile claim records."""
+    return execute_chapter
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """Every chapter executed (quick profile) and the HTML book built; returns index.html."""
+    for chapter in book.chapters():
+        execute_chapter(chapter.id)
+    return book.build_book()
+
+
+def claims_by_id(records: list[dict]) -> dict[str, dict]:
+    return {r["id"]: r for r in records}
