@@ -1,0 +1,1 @@
+"""Curvature operators and spectra: Hessian/GGN products, Lanczos, traces, densities, gradient covariance, NTK."""

@@ -1,0 +1,4 @@
+"""Data sets that ship with a package or are generated offline, and loaders for local folders."""
+from curvnb.data.digits import load_digits_split
+
+__all__ = ["load_digits_split"]

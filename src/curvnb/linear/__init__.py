@@ -1,0 +1,1 @@
+"""Deep linear networks: models, data, closed-form dynamics and conserved quantities."""
