@@ -94,15 +94,16 @@ def colab_install_source(url: str) -> str:
 def percent_to_notebook(text: str, url: str):
     """Build a chapter notebook from py:percent text (``# %%`` code, ``# %% [markdown]`` prose).
 
-    The Colab install cell and the papermill ``parameters`` cell are prepended, so every
-    chapter starts the same way."""
+    The Colab install cell and the papermill ``parameters`` cell are inserted before the first
+    code cell (after the title), so every chapter starts the same way."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                         "language_info": {"name": "python"}})
-    cells = [nbformat.v4.new_code_cell(colab_install_source(url)),
-             nbformat.v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]})]
+    preamble = [nbformat.v4.new_code_cell(colab_install_source(url)),
+                nbformat.v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]})]
+    cells = []
     chunks = re.split(r"^# %%(.*)$", text, flags=re.M)
     for header, body in zip(chunks[1::2], chunks[2::2]):
         body = body.strip("\n")
@@ -110,7 +111,10 @@ def percent_to_notebook(text: str, url: str):
             md = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines())
             cells.append(nbformat.v4.new_markdown_cell(md))
         elif body.strip():
+            if preamble:
+                cells, preamble = cells + preamble, []
             cells.append(nbformat.v4.new_code_cell(body))
+    cells += preamble
     for i, cell in enumerate(cells):
         cell["id"] = f"cell-{i}"
     nb.cells = cells
@@ -188,6 +192,17 @@ def _filtered_toc(toc: dict, exists) -> dict:
     return out
 
 
+def _stage_notebook(src: Path, dst: Path) -> None:
+    """Copy an executed chapter, hiding papermill's injected-parameters cell (the chapter's
+    first output already states the profile, device and seed it ran with)."""
+    nb = json.loads(src.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    dst.write_text(json.dumps(nb))
+
+
 def stage_book() -> Path:
     """Lay out ``_build/site`` as the repository would look with every chapter executed."""
     import yaml
@@ -210,7 +225,7 @@ def stage_book() -> Path:
     for chapter in chapters():
         done = executed_path(chapter)
         if done.exists():
-            shutil.copy2(done, stage / "book" / chapter.path.name)
+            _stage_notebook(done, stage / "book" / chapter.path.name)
     titles = {c.id: c.title for c in chapters()}
     (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles))
     toc = yaml.safe_load((root / "_toc.yml").read_text())

@@ -1,0 +1,58 @@
+"""Headless Chromium (Debian's chromium + chromedriver) driven by Selenium, offline."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                  "--window-size=1280,2000")
+
+
+def find_browser() -> tuple[str, str] | None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (chromium, driver) if chromium and driver else None
+
+
+@contextmanager
+def headless_chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    found = find_browser()
+    if found is None:
+        raise RuntimeError("chromium and chromedriver are needed: `make browser` installs them (Debian packages)")
+    chromium, driver_path = found
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="curvnb-chromium-")
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def page_report(driver, url: str, screenshot: Path) -> dict:
+    """Load ``url``, save a full screenshot, and report the page's images and error outputs."""
+    driver.get(url)
+    driver.execute_script("return document.readyState")
+    driver.save_screenshot(str(screenshot))
+    return driver.execute_script("""
+        const imgs = Array.from(document.querySelectorAll('article img, .bd-article img, main img'));
+        return {
+          title: document.title,
+          images: imgs.map(i => ({src: i.getAttribute('src'), complete: i.complete,
+                                  natural: [i.naturalWidth, i.naturalHeight],
+                                  box: [i.getBoundingClientRect().width, i.getBoundingClientRect().height]})),
+          errors: document.querySelectorAll('.output.error, .cell_output .traceback, div.output_error').length,
+          math: document.querySelectorAll('.math, mjx-container').length,
+          tables: document.querySelectorAll('table.curvnb-claims, table').length,
+        };
+    """)
