@@ -44,14 +44,14 @@ def test_redraw_updates_display_handle():
     updates = []
 
     class Handle:
-        def update(self, fig):
-            updates.append(len(fig.axes[0].lines))
+        def update(self, image):
+            updates.append(image.data)
 
     view = SliderFigure(intro.draw_interactive, step_ratio=(0.1, 1.2, 0.01, 0.9))
     view._handle = Handle()
     view.controls["step_ratio"].value = 1.1
     view._redraw()
-    assert updates == [3]
+    assert len(updates) == 1 and updates[0][:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_intro_widget_callback_headless():

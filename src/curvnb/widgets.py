@@ -7,9 +7,19 @@ the default state. Tests call ``draw`` / ``render`` headless.
 """
 from __future__ import annotations
 
+import io
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
+
+
+def figure_image(fig):
+    """A PNG ``IPython.display.Image`` of ``fig`` (shown and updated in place, in any front end)."""
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return Image(data=buffer.getvalue(), format="png")
 
 
 def _control(name: str, spec: Any):
@@ -55,7 +65,7 @@ class SliderFigure:
     def _redraw(self, _change=None) -> None:
         fig = self.render()
         if self._handle is not None:
-            self._handle.update(fig)
+            self._handle.update(figure_image(fig))
         plt.close(fig)
 
     def show(self) -> None:
@@ -63,7 +73,7 @@ class SliderFigure:
         from IPython.display import display
 
         fig = self.render()
-        self._handle = display(fig, display_id=True)
+        self._handle = display(figure_image(fig), display_id=True)
         plt.close(fig)
         display(w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")))
         for c in self.controls.values():
