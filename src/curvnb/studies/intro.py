@@ -22,7 +22,7 @@ COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU"}
 class Config:
     dim: int = 20
     condition: float = 100.0
-    steps: int = 200
+    steps: int = 1000
     step_ratios: tuple[float, ...] = (0.5, 0.9, 0.99, 1.01, 1.1)  # η in units of 2/λ_max
 
 
