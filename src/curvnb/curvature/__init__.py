@@ -1,1 +1,25 @@
-"""Curvature operators and spectra: Hessian/GGN products, Lanczos, traces, densities, gradient covariance, NTK."""
+"""Curvature operators and spectra: Hessian/GGN products, Lanczos, traces, densities, gradient covariance, NTK.
+
+Every function takes any ``torch.nn.Module``, a loss ``loss_fn(outputs, targets)`` with mean
+reduction and ``data`` as one ``(x, y)`` batch or an iterable of batches (accumulated exactly,
+weighted by batch size). Parameters are one flat vector of length P in ``model.parameters()``
+order (trainable ones only). The model is evaluated in the mode it is in (``train()``/``eval()``):
+choose it before calling, e.g. ``model.eval()`` for BatchNorm with running statistics.
+"""
+from curvnb.curvature.covariance import (gradient_covariance_eigenvalues, gradient_covariance_trace,
+                                         per_example_grads)
+from curvnb.curvature.lanczos import SpectrumResult, lanczos, lanczos_tridiagonal
+from curvnb.curvature.ntk import empirical_ntk, linear_cka, ntk_distance, output_jacobian
+from curvnb.curvature.operators import (CurvatureOperator, dense_hessian, ggn_operator, ggn_vp, hessian_operator,
+                                        hvp, loss_and_grad)
+from curvnb.curvature.params import flatten, num_parameters, trainable_parameters, unflatten_like
+from curvnb.curvature.spectra import (density_from_nodes, hessian_density, hessian_eigenvalues, hessian_trace,
+                                      operator_eigenvalues, operator_trace, slq_nodes)
+
+__all__ = [
+    "CurvatureOperator", "SpectrumResult", "dense_hessian", "density_from_nodes", "empirical_ntk", "flatten",
+    "ggn_operator", "ggn_vp", "gradient_covariance_eigenvalues", "gradient_covariance_trace", "hessian_density",
+    "hessian_eigenvalues", "hessian_operator", "hessian_trace", "hvp", "lanczos", "lanczos_tridiagonal",
+    "linear_cka", "loss_and_grad", "ntk_distance", "num_parameters", "operator_eigenvalues", "operator_trace",
+    "output_jacobian", "per_example_grads", "slq_nodes", "trainable_parameters", "unflatten_like",
+]

@@ -1,0 +1,58 @@
+"""Per-example gradients and the gradient covariance K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from curvnb.curvature.params import FunctionalModel, as_batches, has_batchnorm_in_training
+
+
+def per_example_grads(model: nn.Module, loss_fn: Callable, data: Any, chunk_size: int | None = 256) -> torch.Tensor:
+    """The (N, P) matrix of per-example gradients ∇ℓ(f(x_i), y_i), by ``vmap`` over ``grad``.
+
+    Each example is evaluated alone (a batch of one), so a BatchNorm must be in ``eval()`` mode.
+    ``chunk_size`` examples are processed at once to bound memory (``None``: all at once)."""
+    if has_batchnorm_in_training(model):
+        raise ValueError("per-example gradients need BatchNorm layers in eval() mode (batch statistics "
+                         "of a single example are undefined); call model.eval() first")
+    fm = FunctionalModel(model)
+
+    def single(params, x, y):
+        return fm.loss(loss_fn, x[None], y[None])(params)
+
+    g = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0, 0), chunk_size=chunk_size)
+    rows = []
+    for x, y in as_batches(data):
+        grads = g(fm.params, x.to(fm.device), y.to(fm.device))
+        rows.append(torch.cat([t.reshape(len(x), -1) for t in grads], dim=1))
+    return torch.cat(rows).detach()
+
+
+def _centered(model, loss_fn, data, chunk_size) -> torch.Tensor:
+    G = per_example_grads(model, loss_fn, data, chunk_size=chunk_size)
+    return G - G.mean(dim=0, keepdim=True)
+
+
+def gradient_covariance_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
+                                    chunk_size: int | None = 256) -> torch.Tensor:
+    """The k largest eigenvalues (descending) of the gradient covariance K (P×P).
+
+    When N < P the nonzero spectrum is that of the N×N Gram matrix (1/N) G_c G_cᵀ; otherwise K is
+    formed directly. Eigenvalues beyond the rank are returned as zeros."""
+    Gc = _centered(model, loss_fn, data, chunk_size)
+    N, P = Gc.shape
+    if not 1 <= k <= P:
+        raise ValueError(f"k must be in [1, P={P}], got {k}")
+    M = (Gc @ Gc.T if N < P else Gc.T @ Gc) / N
+    vals = torch.linalg.eigvalsh(M).flip(0).clamp_min(0)  # PSD: clamp rounding-level negatives
+    if len(vals) < k:
+        vals = torch.cat([vals, vals.new_zeros(k - len(vals))])
+    return vals[:k]
+
+
+def gradient_covariance_trace(model: nn.Module, loss_fn: Callable, data: Any, chunk_size: int | None = 256) -> float:
+    """tr K = (1/N) Σ ‖g_i − ḡ‖²."""
+    Gc = _centered(model, loss_fn, data, chunk_size)
+    return float((Gc ** 2).sum() / Gc.shape[0])
