@@ -1,1 +1,2 @@
 """Optimizers as torch.optim.Optimizer subclasses."""
+from curvnb.optim.alice import Alice
