@@ -38,6 +38,10 @@ def test_history_layout_and_probe_grid():
     h = train(model, opt, nn.CrossEntropyLoss(), (x, y), steps=23, batch_size=16, probe_every=5,
               probes={"norm": _norm_probe, "pair": lambda m: {"a": 1.0, "b": 2.0}}, seed=0, progress=False)
     assert h["step"] == [0, 5, 10, 15, 20, 23]
+    model2 = _model()
+    h2 = train(model2, torch.optim.SGD(model2.parameters(), lr=0.1), nn.CrossEntropyLoss(), (x, y), steps=12, batch_size=16, probe_every=5,
+               seed=0, progress=False, probe_at=(1, 2, 5))
+    assert h2["step"] == [0, 1, 2, 5, 10, 12]
     for key in ("loss", "accuracy", "lr", "norm", "pair"):
         assert len(h[key]) == len(h["step"]), key
     assert len(h["step_loss"]) == 23 and h["steps_done"] == 23
@@ -86,7 +90,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, opt_name):
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)
         return model, opt, sched
 
-    kwargs = dict(batch_size=12, probe_every=3, probes={"norm": _norm_probe, "noise": _noisy_probe},
+    kwargs = dict(batch_size=12, probe_every=3, probe_at=(1,), probes={"norm": _norm_probe, "noise": _noisy_probe},
                   seed=5, progress=False)
     model, opt, sched = make()
     torch.manual_seed(7)
@@ -103,7 +107,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, opt_name):
     torch.manual_seed(999)
     resumed = train(model, opt, loss_fn, (x, y), steps=20, scheduler=sched, checkpoint=ckpt, **kwargs)
     assert resumed["resumed_from"] == 10
-    assert resumed["step"] == full["step"] == [0, 3, 6, 9, 12, 15, 18, 20]
+    assert resumed["step"] == full["step"] == [0, 1, 3, 6, 9, 12, 15, 18, 20]  # the extra step-10 probe of the first part is dropped
     assert resumed["step_loss"] == full["step_loss"]
     for key in ("loss", "accuracy", "norm", "lr"):
         assert resumed[key] == full[key], key
@@ -149,7 +153,7 @@ def test_custom_step_fn_and_full_batch_gd_is_deterministic():
         loss = nn.functional.cross_entropy(model(xb), yb)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     model = _model()
     h = train(model, torch.optim.SGD(model.parameters(), lr=0.05), nn.CrossEntropyLoss(), (x, y), steps=6,

@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -160,7 +160,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
           step_fn: StepFn | None = None, checkpoint: str | Path | None = None,
           checkpoint_every: int | None = None, progress: bool = True,
           probe_data: tuple[torch.Tensor, torch.Tensor] | None = None, probe_size: int = 1024,
-          scheduler: Any = None, description: str = "train") -> dict[str, Any]:
+          scheduler: Any = None, probe_at: Sequence[int] = (), description: str = "train") -> dict[str, Any]:
     """Train ``model`` for ``steps`` optimizer steps, probing every ``probe_every`` steps.
 
     Args:
@@ -176,6 +176,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
         probe_data: where ``loss``/``accuracy`` are measured; default a fixed, seeded subset of
             ``probe_size`` training examples.
         scheduler: optional ``torch.optim.lr_scheduler`` stepped after every optimizer step.
+        probe_at: extra steps to probe besides the ``probe_every`` grid (e.g. denser early on).
 
     Returns:
         ``history`` with lists ``step``, ``loss``, ``accuracy`` (classification), one list per
@@ -206,7 +207,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
         probe_data = (x[idx], y[idx])
     checkpoint_every = checkpoint_every or probe_every
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    extra = {int(s) for s in probe_at}
     fingerprint = _fingerprint(model, n, batch_size, probe_every, seed, probes, optimizer)
+    fingerprint["probe_at"] = sorted(extra)
 
     history: dict[str, Any] = {"step": [], "loss": [], "lr": [], **{k: [] for k in probes}, "step_loss": []}
     start_step, resumed_from = 0, None
@@ -229,7 +232,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
             # A run that ended off the probe grid probed its last step; drop that extra
             # record unless it is also the last step of this run, so the grid matches.
             while (history["step"] and history["step"][-1] % probe_every != 0
-                   and history["step"][-1] != steps):
+                   and history["step"][-1] not in extra and history["step"][-1] != steps):
                 for key in ("step", "loss", "accuracy", "lr", *probes):
                     if key in history:
                         history[key].pop()
@@ -288,7 +291,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
             if not math.isfinite(loss):
                 history["diverged"], history["diverged_at"] = True, step
                 break
-            if step % probe_every == 0 or step == steps:
+            if step % probe_every == 0 or step == steps or step in extra:
                 probe(step)
                 bar.set_postfix(loss=f"{history['loss'][-1]:.3g}", refresh=False)
             if step % checkpoint_every == 0 or step == steps:
