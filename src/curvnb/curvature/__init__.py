@@ -8,7 +8,8 @@ choose it before calling, e.g. ``model.eval()`` for BatchNorm with running stati
 """
 from curvnb.curvature.covariance import (gradient_covariance_eigenvalues, gradient_covariance_trace,
                                          per_example_grads)
-from curvnb.curvature.lanczos import SpectrumResult, lanczos, lanczos_tridiagonal
+from curvnb.curvature.lanczos import (SpectrumResult, lanczos, lanczos_coefficients, lanczos_tridiagonal,
+                                     random_unit_vector, tridiagonal_eigh)
 from curvnb.curvature.ntk import empirical_ntk, linear_cka, ntk_distance, output_jacobian
 from curvnb.curvature.operators import (CurvatureOperator, dense_hessian, ggn_operator, ggn_vp, hessian_operator,
                                         hvp, loss_and_grad)
@@ -19,7 +20,8 @@ from curvnb.curvature.spectra import (density_from_nodes, hessian_density, hessi
 __all__ = [
     "CurvatureOperator", "SpectrumResult", "dense_hessian", "density_from_nodes", "empirical_ntk", "flatten",
     "ggn_operator", "ggn_vp", "gradient_covariance_eigenvalues", "gradient_covariance_trace", "hessian_density",
-    "hessian_eigenvalues", "hessian_operator", "hessian_trace", "hvp", "lanczos", "lanczos_tridiagonal",
+    "hessian_eigenvalues", "hessian_operator", "hessian_trace", "hvp", "lanczos", "lanczos_coefficients", "lanczos_tridiagonal",
+    "random_unit_vector", "tridiagonal_eigh",
     "linear_cka", "loss_and_grad", "ntk_distance", "num_parameters", "operator_eigenvalues", "operator_trace",
     "output_jacobian", "per_example_grads", "slq_nodes", "trainable_parameters", "unflatten_like",
 ]

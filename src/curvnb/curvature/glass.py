@@ -102,13 +102,14 @@ def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: S
     """Mean gradient-difference statistics at each σ (the same ``num_samples`` Rademacher z for every σ).
 
     Returns arrays of shape ``(len(sigmas),)``: ``even`` = mean (ḡ − g₀)², ``odd`` = mean ((g₊ − g₋)/2)²,
-    ``rho`` = mean glass density, ``hess`` = mean Hessian-diagonal sample; with ``groups``
-    (name, slice of the flat parameter vector) also ``rho/<name>`` and ``hess/<name>``."""
+    ``rho`` = mean glass density, ``hess`` = mean Hessian-diagonal sample, ``absgrad`` = mean |g₀|;
+    with ``groups`` (name, slice of the flat parameter vector) also ``<key>/<name>`` for the last three."""
     P = sum(p.numel() for p in trainable_parameters(model))
     dtype = trainable_parameters(model)[0].dtype
     gen = torch.Generator().manual_seed(seed)
     zs = [rademacher(P, generator=gen, dtype=dtype) for _ in range(num_samples)]
-    keys = ["even", "odd", "rho", "hess"] + [f"{k}/{n}" for n, _ in (groups or []) for k in ("rho", "hess")]
+    keys = ["even", "odd", "rho", "hess", "absgrad"] + [f"{k}/{n}" for n, _ in (groups or [])
+                                                      for k in ("rho", "hess", "absgrad")]
     out = {k: np.zeros(len(sigmas)) for k in keys}
     for i, sigma in enumerate(sigmas):
         for z in zs:
@@ -120,9 +121,11 @@ def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: S
             out["odd"][i] += float((0.5 * (r["g_plus"] - r["g_minus"])).square().mean()) / num_samples
             out["rho"][i] += float(rho.mean()) / num_samples
             out["hess"][i] += float(hess.mean()) / num_samples
+            out["absgrad"][i] += float(r["g0"].abs().mean()) / num_samples
             for name, sl in groups or []:
                 out[f"rho/{name}"][i] += float(rho[sl].mean()) / num_samples
                 out[f"hess/{name}"][i] += float(hess[sl].mean()) / num_samples
+                out[f"absgrad/{name}"][i] += float(r["g0"][sl].abs().mean()) / num_samples
     return out
 
 

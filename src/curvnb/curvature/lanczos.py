@@ -120,16 +120,17 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
                           converged=converged, num_matvecs=m, num_steps=m)
 
 
-def lanczos_tridiagonal(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
-                        num_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """``num_steps`` Lanczos steps from ``start`` (fully reorthogonalised): the Ritz values θ and the
-    Gauss quadrature weights τ = (first components of the Ritz vectors)² — the nodes and weights of
-    stochastic Lanczos quadrature."""
+def lanczos_coefficients(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
+                         num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Lanczos tridiagonal (α diagonal, β off-diagonal) after up to ``num_steps`` fully
+    reorthogonalised steps from ``start``; stops early on an invariant subspace. The Ritz values after
+    m ≤ num_steps steps are the eigenvalues of the leading m×m block."""
     n = start.numel()
     num_steps = min(num_steps, n)
     q = start / start.norm()
     Q = torch.empty(num_steps, n, dtype=start.dtype, device=start.device)
-    alphas, betas = [], []
+    alphas: list[float] = []
+    betas: list[float] = []
     for j in range(num_steps):
         Q[j] = q
         w = matvec(q).to(start.dtype)
@@ -142,6 +143,20 @@ def lanczos_tridiagonal(matvec: Callable[[torch.Tensor], torch.Tensor], start: t
             break
         betas.append(beta)
         q = w / beta
-    T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
-    theta, S = np.linalg.eigh(T)
+    return np.array(alphas), np.array(betas)
+
+
+def tridiagonal_eigh(alphas: np.ndarray, betas: np.ndarray, m: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of the leading m×m block of the Lanczos tridiagonal."""
+    m = len(alphas) if m is None else min(m, len(alphas))
+    T = np.diag(alphas[:m]) + np.diag(betas[: m - 1], 1) + np.diag(betas[: m - 1], -1)
+    return np.linalg.eigh(T)
+
+
+def lanczos_tridiagonal(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
+                        num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num_steps`` Lanczos steps from ``start`` (fully reorthogonalised): the Ritz values θ and the
+    Gauss quadrature weights τ = (first components of the Ritz vectors)² — the nodes and weights of
+    stochastic Lanczos quadrature."""
+    theta, S = tridiagonal_eigh(*lanczos_coefficients(matvec, start, num_steps))
     return theta, S[0] ** 2
