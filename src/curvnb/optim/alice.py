@@ -135,6 +135,7 @@ class Alice(torch.optim.Optimizer):
             uses_curvature = any(g["curvature"] != "none" for g, _ in items)
             curvature_step = uses_curvature and (first or self.steps_taken % self.curvature_every == 0)
             new: list[dict] = []
+            n_upper, n_total = 0, 0
             if curvature_step:
                 zs = [rademacher(p.numel(), generator=self.generator, dtype=p.dtype, device=p.device).view_as(p)
                       for _, p in items]
@@ -158,7 +159,8 @@ class Alice(torch.optim.Optimizer):
                     s["R"] = st.get("R", torch.zeros_like(p))
                 mu, nu = mus[i], nus[i]
                 if self.steps_taken >= self.warmup:
-                    delta = self._step_size(group, s)
+                    delta, at_upper = self._step_size(group, s)
+                    n_upper, n_total = n_upper + int(at_upper.sum()), n_total + at_upper.numel()
                     D = (nu - mu) - torch.sign(s["G"]) * delta
                     s["mu"], s["nu"] = mu + group["phi"] * D, mu + group["omega"] * D
                     if not (torch.isfinite(s["mu"]).all() and torch.isfinite(s["nu"]).all()):
@@ -174,12 +176,15 @@ class Alice(torch.optim.Optimizer):
             self.state[p].update(s)
             p.copy_(s["mu"])
         self.steps_taken += 1
-        self.last_info = {"curvature_step": curvature_step, "loss": loss}
+        # fraction of elements whose step was capped by the upper bound (nan during warm-up)
+        self.last_info = {"curvature_step": curvature_step, "loss": loss,
+                          "upper_bound_fraction": n_upper / n_total if n_total else float("nan")}
         return loss
 
     @staticmethod
-    def _step_size(group: dict, s: dict) -> torch.Tensor:
-        """Elementwise step magnitude δ = a / h_opt, clamped to the bounds (NaN → upper bound)."""
+    def _step_size(group: dict, s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Elementwise step magnitude δ = a / h_opt, clamped to the bounds (NaN → upper bound),
+        and the mask of elements held at the upper bound."""
         eps = group["eps"]
         a = s["G"].abs()
         h = s["H"].sqrt() if group["hessian_method"] == "rms" else s["H"]
@@ -203,7 +208,7 @@ class Alice(torch.optim.Optimizer):
             f = torch.ones_like(a)
         lo, hi = group["lr"] * group["s_min"] * f, group["lr"] * group["s_max"] * f
         delta = torch.where(torch.isnan(delta), hi, delta)
-        return torch.minimum(torch.maximum(delta, lo), hi)
+        return torch.minimum(torch.maximum(delta, lo), hi), delta >= hi
 
     def state_dict(self):  # the generator's state travels with the optimizer's
         sd = super().state_dict()
