@@ -81,3 +81,36 @@ def test_write_is_atomic_rename(tmp_path, monkeypatch):
     assert read_entry(path) == {"old": 1}
     assert sorted(os.listdir(tmp_path)) == ["e.pkl"]
     assert path.read_bytes().startswith(MAGIC)
+
+
+def test_valid_callback_rejects_stale_entries(tmp_path):
+    cache, calls = DiskCache(tmp_path), []
+    compute = lambda: calls.append(1) or {"v": len(calls)}  # noqa: E731
+    cache.get_or_compute("k", compute)
+    assert cache.get_or_compute("k", compute, valid=lambda e: True) == {"v": 1}
+    assert cache.get_or_compute("k", compute, valid=lambda e: False) == {"v": 2}
+    assert read_entry(cache.path("k")) == {"v": 2}
+
+
+def test_chapter_results_are_recomputed_when_their_code_changes(tmp_path, monkeypatch):
+    from curvnb import Chapter
+    from curvnb.chapter import loaded_sources
+
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
+    calls = []
+
+    def compute(config, *, device, seed):
+        calls.append(seed)
+        return {"n": len(calls)}
+
+    ch = Chapter("intro", verbose=False)
+    assert ch.cached(compute, key="demo") == {"n": 1}
+    assert ch.cached(compute, key="demo") == {"n": 1}  # cached
+    (entry_path,) = (tmp_path / "cache" / "intro").glob("*.pkl")
+    entry = read_entry(entry_path)
+    assert "studies/intro.py" in entry["sources"] and entry["sources"] == {
+        k: v for k, v in loaded_sources().items() if k in entry["sources"]}
+    entry["sources"]["studies/intro.py"] = "0" * 64  # as if intro.py had been edited since
+    write_entry(entry_path, entry)
+    assert ch.cached(compute, key="demo") == {"n": 2}
+    assert Chapter("intro", seed=1, verbose=False).cached(compute, key="demo") == {"n": 3}  # other key

@@ -89,11 +89,15 @@ class DiskCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.pkl"
 
-    def get_or_compute(self, key: str, fn: Callable[[], Any]) -> Any:
+    def get_or_compute(self, key: str, fn: Callable[[], Any],
+                       valid: Callable[[Any], bool] | None = None) -> Any:
+        """``valid(entry)`` may reject a sound but stale entry (it is then recomputed)."""
         path = self.path(key)
         if path.exists():
             try:
-                return read_entry(path)
+                value = read_entry(path)
+                if valid is None or valid(value):
+                    return value
             except (CorruptCacheEntry, OSError) as exc:
                 warnings.warn(f"ignoring damaged cache entry, recomputing: {exc}", stacklevel=2)
                 path.unlink(missing_ok=True)

@@ -9,9 +9,9 @@ A chapter notebook is::
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,15 +23,27 @@ from curvnb.figures import apply_style, save_figure
 from curvnb.paths import build_dir
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """A hash of the package's source: cached results are recomputed after any code change."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def loaded_sources() -> dict[str, str]:
+    """SHA-256 of the source of every ``curvnb`` module loaded now (the code a result depended on)."""
+    digests = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (name == "curvnb" or name.startswith("curvnb.")) and path and path.endswith(".py"):
+            p = Path(path).resolve()
+            if p.is_relative_to(PACKAGE_DIR) and p.exists():
+                digests[str(p.relative_to(PACKAGE_DIR))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return digests
+
+
+def sources_unchanged(digests: dict[str, str]) -> bool:
+    for rel, digest in digests.items():
+        p = PACKAGE_DIR / rel
+        if not p.exists() or hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            return False
+    return True
 
 
 class Chapter:
@@ -57,18 +69,26 @@ class Chapter:
             print(f"config: {self.config}")
 
     def cached(self, fn: Callable[..., Any], key: str | None = None, **kwargs: Any) -> Any:
-        """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration and code version."""
+        """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration.
+
+        An entry is reused only while the source of every ``curvnb`` module that was loaded when
+        it was computed is unchanged: editing the code a result depends on recomputes it."""
         key = key or getattr(fn, "__qualname__", "result")
         digest = cache_key(chapter=self.name, key=key, config=self.config, profile=self.profile,
-                           seed=self.seed, device=self.device.type, code=code_fingerprint(), kwargs=kwargs)
+                           seed=self.seed, device=self.device.type, kwargs=kwargs)
         start = time.perf_counter()
 
-        def compute() -> Any:
-            return fn(self.config, device=self.device, seed=self.seed, **kwargs)
+        def compute() -> dict[str, Any]:
+            value = fn(self.config, device=self.device, seed=self.seed, **kwargs)
+            # Every curvnb module loaded by now may have shaped the result: remember their sources.
+            return {"value": value, "sources": loaded_sources()}
 
-        value = self.cache.get_or_compute(digest, compute)
+        def still_valid(entry: Any) -> bool:
+            return isinstance(entry, dict) and "value" in entry and sources_unchanged(entry.get("sources", {"?": ""}))
+
+        entry = self.cache.get_or_compute(digest, compute, valid=still_valid)
         print(f"{key}: ready in {time.perf_counter() - start:.1f} s")
-        return value
+        return entry["value"]
 
     def run(self, **kwargs: Any) -> Any:
         """The study's main computation, ``study.run``, through the cache."""
