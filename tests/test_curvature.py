@@ -137,6 +137,9 @@ def test_default_tolerance_and_scipy_backend():
     res = hessian_eigenvalues(model, LOSS, (x, y), k=5, tol=1e-3)
     # the residual bound guarantees each value within tol·|θ| of an eigenvalue; these are the top 5
     assert res.converged and np.max(np.abs(res.eigenvalues.numpy() / lam[:5] - 1)) < 1e-3
+    gap = hessian_eigenvalues(model, LOSS, (x, y), k=5, tol=1e-3, bound="gap")
+    assert gap.converged and np.max(np.abs(gap.eigenvalues.numpy() / lam[:5] - 1)) < 1e-3
+    assert gap.num_matvecs <= res.num_matvecs
     ref = hessian_eigenvalues(model, LOSS, (x, y), k=3, tol=1e-10, backend="scipy")
     assert np.max(np.abs(ref.eigenvalues.numpy() / lam[:3] - 1)) < 1e-6 and ref.num_matvecs > 0
     capped = hessian_eigenvalues(model, LOSS, (x, y), k=3, tol=1e-12, max_iter=4)

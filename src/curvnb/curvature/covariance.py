@@ -22,12 +22,25 @@ def per_example_grads(model: nn.Module, loss_fn: Callable, data: Any, chunk_size
     def single(params, x, y):
         return fm.loss(loss_fn, x[None], y[None])(params)
 
-    g = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0, 0), chunk_size=chunk_size)
-    rows = []
-    for x, y in as_batches(data):
-        grads = g(fm.params, x.to(fm.device), y.to(fm.device))
-        rows.append(torch.cat([t.reshape(len(x), -1) for t in grads], dim=1))
-    return torch.cat(rows).detach()
+    g = torch.func.vmap(torch.func.grad(single), in_dims=(None, 0, 0))
+    batches = as_batches(data)
+    N = sum(len(x) for x, _ in batches)
+    # one preallocated (N, P) output filled chunk by chunk: no concatenation copies of the large matrix
+    out = torch.empty(N, fm.num_params, dtype=fm.dtype, device=fm.device)
+    sizes = [p.numel() for p in fm.params]
+    row = 0
+    for x, y in batches:
+        x, y = x.to(fm.device), y.to(fm.device)
+        step = len(x) if chunk_size is None else int(chunk_size)
+        if step < 1:
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+        for i in range(0, len(x), step):
+            grads = g(fm.params, x[i:i + step], y[i:i + step])
+            n = len(grads[0])
+            for block, t in zip(torch.split(out[row:row + n], sizes, dim=1), grads):
+                block.copy_(t.reshape(n, -1))
+            row += n
+    return out
 
 
 def _centered(model, loss_fn, data, chunk_size) -> torch.Tensor:
