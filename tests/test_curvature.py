@@ -82,6 +82,8 @@ def test_hvp_ggn_match_dense(name):
     for method in ("reuse", "rebuild"):
         op = CurvatureOperator(model, LOSS, (x, y), method=method)
         assert rel(op.matmat(V), H @ V) < 1e-6
+        assert rel(op.matmat(V, batched=True), H @ V) < 1e-6 and op.num_matvecs == 6
+    assert rel(CurvatureOperator(model, LOSS, (x, y), kind="ggn").matmat(V, batched=True), G @ V) < 1e-6
     assert rel(dense_hessian(model, LOSS, (x, y)), H) < 1e-6
     assert rel(dense_hessian(model, LOSS, (x, y), kind="ggn"), G) < 1e-6
     assert torch.allclose(G, G.T) and torch.linalg.eigvalsh(G).min() > -1e-10  # GGN is PSD for CE
