@@ -25,3 +25,4 @@ __all__ = [
     "linear_cka", "loss_and_grad", "ntk_distance", "num_parameters", "operator_eigenvalues", "operator_trace",
     "output_jacobian", "per_example_grads", "slq_nodes", "trainable_parameters", "unflatten_like",
 ]
+from curvnb.curvature.glass import gradient_variation, glass_density_samples, hessian_diagonal_samples, perturbed_gradients  # noqa: E402
