@@ -1,2 +1,3 @@
 """Models used across the book."""
 from curvnb.models.cnn import CNN1D, SimpleCNN
+from curvnb.models.mlp import DeepMLP, deep_mlp, neural_chain
