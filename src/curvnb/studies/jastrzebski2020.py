@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import torch
 from scipy.stats import spearmanr
@@ -438,6 +440,9 @@ def figure_plane(results: dict[str, Any]):
     return fig
 
 
+FLOAT64_FLOOR = 1e-15  # relative size below which an eigenvalue of K is rounding noise in float64
+
+
 def figure_covariance(results: dict[str, Any]):
     """Tr K, the conditioning λ_K^*/λ_K¹ and Tr K/λ_K¹ vs epoch, for the LR and batch-size sweeps."""
     sweeps = _sweeps(results)
@@ -445,9 +450,12 @@ def figure_covariance(results: dict[str, Any]):
     for i, (name, runs) in enumerate(sweeps.items()):
         for r, c in zip(runs, _colors(len(runs))):
             axes[i, 0].semilogy(r["epoch"], r["trace_k"], color=c, label=r["label"])
-            axes[i, 1].semilogy(r["epoch"], r["lambda_k_star"] / r["lambda_k"], color=c, label=r["label"])
+            # ratios below ~1e-15 are float64 rounding of a (near-)zero eigenvalue: show them at the floor
+            ratio = np.maximum(r["lambda_k_star"] / r["lambda_k"], FLOAT64_FLOOR)
+            axes[i, 1].semilogy(r["epoch"], ratio, color=c, label=r["label"])
             axes[i, 2].plot(r["epoch"], r["trace_k"] / r["lambda_k"], color=c, label=r["label"])
         axes[i, 0].set(ylabel="Tr K", title=f"Tr K — sweep over {name}")
+        axes[i, 1].axhline(FLOAT64_FLOOR, color="0.5", ls=":", lw=1, label="float64 resolution")
         axes[i, 1].set(ylabel="λ_K^* / λ_K¹", title="conditioning λ_K^*/λ_K¹ (higher: better)")
         axes[i, 2].set(ylabel="Tr K / λ_K¹", title="Tr K / λ_K¹ (effective rank)")
         axes[i, 0].legend(fontsize=8)
@@ -467,7 +475,7 @@ def figure_eos(results: dict[str, Any]):
     a.set(xlabel="step", ylabel="λ_H¹", title=f"Full-batch GD, η = {eos['lr']:g}, {eos['examples']} examples")
     a.legend()
     b.semilogy(np.arange(1, len(eos["step_loss"]) + 1), eos["step_loss"], lw=1)
-    b.set(xlabel="step", ylabel="training loss (cross-entropy, log scale)", title="loss: non-monotone but decreasing")
+    b.set(xlabel="step", ylabel="training loss (cross-entropy, log scale)", title="training loss (every step)")
     fig.tight_layout()
     return fig
 
@@ -484,6 +492,7 @@ def figure_accuracy(results: dict[str, Any]):
         ax.semilogx(x, [r["final_train_accuracy"] for r in runs], "--s", label="train")
         ax.set(xlabel=xlabel + " (log scale)", ylabel="final accuracy", title=f"final accuracy vs {xlabel.split()[-1]}")
         ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend()
     fig.tight_layout()
     return fig
