@@ -457,7 +457,9 @@ def figure_layers(results: dict):
     for ax in axes:
         ax.set_xticks(xs, layers, fontsize=8)
         ax.set_xlabel(f"layer (σ = {s['sigma_ref']:g})")
-        ax.legend()
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * 30)  # room for the legend above the bars
+        ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
