@@ -61,32 +61,45 @@ def grad_fn(model, x, y):
     return lambda: torch.autograd.grad(LOSS(model(x), y), params)
 
 
+def interleaved(fns, repeats):
+    """Median time of each function and median of its per-round ratio to the first one, timed in
+    round-robin (every round runs all functions once), so load changes on a shared machine hit all alike."""
+    for f in fns.values():
+        f()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    base = next(iter(fns))
+    return {k: (statistics.median(v), statistics.median(np.array(v) / np.array(times[base])))
+            for k, v in times.items()}
+
+
 def bench_hvp(name, model, x, y, repeats, rows):
     params = list(model.parameters())
     P = sum(p.numel() for p in params)
     v = torch.randn(P, generator=torch.Generator().manual_seed(1)).to(x.dtype)
-    tg = timeit(grad_fn(model, x, y), repeats)
-    rows.append((name, "gradient (autograd)", tg, 1.0))
-    for method, label in [("rebuild", "HVP, graph rebuilt per product (forward-over-reverse jvp)"),
-                          ("reuse", "HVP, reused gradient graph (curvnb default)"),
-                          ("linearize", "HVP, torch.func.linearize reused")]:
-        op = CurvatureOperator(model, LOSS, (x, y), method=method)
-        t = timeit(lambda: op.matvec(v), repeats)
-        rows.append((name, label, t, t / tg))
-
     vs = [c.view_as(p) for c, p in zip(torch.split(v, [p.numel() for p in params]), params)]
+    fns = {"gradient (autograd)": grad_fn(model, x, y)}
+    for method, label in [("reuse", "HVP, reused gradient graph (curvnb default)"),
+                          ("linearize", "HVP, torch.func.linearize reused (curvnb method='linearize')"),
+                          ("rebuild", "HVP, graph rebuilt per product (forward-over-reverse jvp)")]:
+        op = CurvatureOperator(model, LOSS, (x, y), method=method)
+        fns[label] = (lambda op: lambda: op.matvec(v))(op)
 
     def double_backward():
         g = torch.autograd.grad(LOSS(model(x), y), params, create_graph=True)
         return torch.autograd.grad(g, params, vs)
-    t = timeit(double_backward, repeats)
-    rows.append((name, "HVP, double backward rebuilt per product", t, t / tg))
+    fns["HVP, double backward rebuilt per product (PyHessian)"] = double_backward
     if try_import("curvlinops"):
         from curvlinops import HessianLinearOperator
         H = HessianLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False)
-        t = timeit(lambda: H @ vs, repeats)
-        rows.append((name, "HVP, curvlinops HessianLinearOperator", t, t / tg))
-    return tg
+        fns["HVP, curvlinops HessianLinearOperator"] = lambda: H @ vs
+    for label, (t, ratio) in interleaved(fns, repeats).items():
+        rows.append((name, label, t, ratio))
+    return interleaved({"g": fns["gradient (autograd)"]}, repeats)["g"][0]
 
 
 def power_iteration(matvec, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.float32):
@@ -115,70 +128,61 @@ def power_iteration(matvec, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.fl
 
 
 def bench_eigen(name, model_fn, x, y, repeats, rows, tg):
-    ref_model = model_fn(torch.float64)
-    ref_op = CurvatureOperator(ref_model, LOSS, (x.double(), y))
-    ref = lanczos(ref_op.matvec, ref_op.shape[0], k=5, tol=1e-9, max_iter=400, dtype=torch.float64).eigenvalues.numpy()
+    ref_op = CurvatureOperator(model_fn(torch.float64), LOSS, (x.double(), y))
+    ref = lanczos(ref_op.matvec, ref_op.shape[0], k=5, tol=1e-7, max_iter=400, dtype=torch.float64).eigenvalues.numpy()
     model = model_fn(torch.float32)
     params = list(model.parameters())
     P = sum(p.numel() for p in params)
     for k in (1, 5):
-        ours_t = {}
+        fns, info = {}, {}
         for bound in ("residual", "gap"):
-            def ours():
-                op = CurvatureOperator(model, LOSS, (x, y))
-                return operator_eigenvalues(op, k=k, tol=1e-3, bound=bound)
-            t = timeit(ours, repeats)
-            r = ours()
-            err = float(np.max(np.abs(r.eigenvalues.double().numpy() / ref[:k] - 1)))
-            rows.append((name, f"top-{k} eigenvalues, curvnb Lanczos (tol 1e-3, {bound} bound): {r.num_matvecs} HVPs, "
-                               f"max rel. err {err:.1e}", t, t / tg))
-            ours_t[bound] = t
+            def ours(bound=bound):
+                op = CurvatureOperator(model, LOSS, (x, y))  # building the operator is part of the time
+                r = operator_eigenvalues(op, k=k, tol=1e-3, bound=bound)
+                return r.eigenvalues.double().numpy(), r.num_matvecs
+            fns[f"curvnb Lanczos (tol 1e-3, {bound} bound)"] = ours
 
         def power():
             op = CurvatureOperator(model, LOSS, (x, y))
-            return power_iteration(op.matvec, P, k)
-        t = timeit(power, repeats)
-        vals, count = power()
-        err = float(np.max(np.abs(np.sort(vals)[::-1] / ref[:k] - 1)))
-        rows.append((name, f"top-{k} eigenvalues, PyHessian-style power iteration: {count} HVPs, "
-                           f"max rel. err {err:.1e}", t, t / tg))
+            vals, count = power_iteration(op.matvec, P, k)
+            return np.sort(vals)[::-1], count
+        fns["PyHessian-style power iteration (tol 1e-3 on the change)"] = power
         if try_import("curvlinops"):
             from curvlinops import HessianLinearOperator
-            from scipy.sparse.linalg import eigsh
+            from scipy.sparse.linalg import LinearOperator, eigsh
             for tol in (0.0, 1e-3):
-                counter = {"n": 0}
-
-                def cl():
+                def cl(tol=tol):
                     H = HessianLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False).to_scipy()
-                    mv = H.matvec
+                    count = [0]
 
                     def counted(v):
-                        counter["n"] += 1
-                        return mv(v)
-                    from scipy.sparse.linalg import LinearOperator
+                        count[0] += 1
+                        return H.matvec(v)
                     L = LinearOperator(H.shape, matvec=counted, dtype=H.dtype)
                     v0 = np.random.default_rng(0).standard_normal(P).astype(np.float32)
-                    return eigsh(L, k=k, which="LA", tol=tol, v0=v0)[0]
-                t = timeit(cl, repeats)
-                counter["n"] = 0
-                vals = cl()
-                err = float(np.max(np.abs(np.sort(vals)[::-1] / ref[:k] - 1)))
-                rows.append((name, f"top-{k} eigenvalues, curvlinops + eigsh (tol={tol:g}): {counter['n']} HVPs, "
-                                   f"max rel. err {err:.1e}; curvnb/this = {ours_t['residual'] / t:.2f} (residual), "
-                                   f"{ours_t['gap'] / t:.2f} (gap)", t, t / tg))
+                    return np.sort(eigsh(L, k=k, which="LA", tol=tol, v0=v0)[0])[::-1], count[0]
+                fns[f"curvlinops + scipy eigsh (tol={tol:g}{', default' if tol == 0 else ''})"] = cl
+        for label, f in fns.items():
+            vals, count = f()
+            info[label] = (count, float(np.max(np.abs(vals / ref[:k] - 1))))
+        timed = {label: f for label, f in fns.items()}
+        first = next(iter(timed))
+        results = interleaved(timed, repeats)
+        for label, (t, ratio) in results.items():
+            count, err = info[label]
+            extra = "" if label == first else f"; curvnb(residual)/this = {1 / ratio:.2f}"
+            rows.append((name, f"top-{k} eigenvalues, {label}: {count} HVPs, max rel. err {err:.1e}{extra}", t, t / tg))
 
 
 def bench_per_example(name, model, x, y, repeats, rows, tg):
     n = len(x)
-    t = timeit(lambda: per_example_grads(model, LOSS, (x, y)), repeats)
-    rows.append((name, f"per-example grads ×{n}, curvnb vmap(grad) — {n / t:,.0f} examples/s", t, t / tg))
     params = list(model.parameters())
+    fns = {"curvnb per_example_grads (vmap(grad))": lambda: per_example_grads(model, LOSS, (x, y))}
 
     def loop():
         return torch.stack([flatten(torch.autograd.grad(LOSS(model(x[i:i + 1]), y[i:i + 1]), params))
                             for i in range(n)])
-    t = timeit(loop, max(1, repeats // 3))
-    rows.append((name, f"per-example grads ×{n}, Python loop — {n / t:,.0f} examples/s", t, t / tg))
+    fns["Python loop over examples"] = loop
     if try_import("backpack"):
         from backpack import backpack, extend
         from backpack.extensions import BatchGrad
@@ -191,20 +195,34 @@ def bench_per_example(name, model, x, y, repeats, rows, tg):
             with backpack(BatchGrad()):
                 loss.backward()
             return torch.cat([p.grad_batch.reshape(n, -1) for p in bmodel.parameters()], 1)
-        t = timeit(bp, repeats)
-        rows.append((name, f"per-example grads ×{n}, BackPACK BatchGrad — {n / t:,.0f} examples/s", t, t / tg))
-    # gradient covariance top-5: implicit operator + Lanczos vs the N×N Gram matrix
+        fns["BackPACK BatchGrad"] = bp
+        ref = fns["curvnb per_example_grads (vmap(grad))"]()
+        # BackPACK returns per-example gradients of the mean loss, i.e. ∇ℓ_i / N
+        assert float((n * bp() - ref).norm() / ref.norm()) < 1e-4, "BackPACK and curvnb disagree"
+    for label, (t, ratio) in interleaved(fns, repeats).items():
+        rows.append((name, f"per-example grads ×{n}, {label}: {n / t:,.0f} examples/s", t, t / tg))
+    # gradient covariance top-5: implicit operator + Lanczos vs the N×N Gram matrix (G given)
     G = per_example_grads(model, LOSS, (x, y))
     Gc = G - G.mean(0)
-    t = timeit(lambda: torch.linalg.eigvalsh(Gc @ Gc.T / n)[-5:], repeats)
-    rows.append((name, f"grad-covariance top-5, N×N Gram + eigvalsh (G given)", t, t / tg))
-    t = timeit(lambda: lanczos(lambda v: Gc.T @ (Gc @ v) / n, Gc.shape[1], k=5, tol=1e-3, dtype=Gc.dtype), repeats)
-    rows.append((name, f"grad-covariance top-5, Lanczos on v ↦ G_cᵀG_c v/N (G given)", t, t / tg))
+    cov = {"grad-covariance top-5, N×N Gram matrix + eigvalsh (G given)":
+           lambda: torch.linalg.eigvalsh(Gc @ Gc.T / n)[-5:],
+           "grad-covariance top-5, Lanczos on v ↦ G_cᵀ(G_c v)/N (G given)":
+           lambda: lanczos(lambda v: Gc.T @ (Gc @ v) / n, Gc.shape[1], k=5, tol=1e-3, dtype=Gc.dtype)}
+    for label, (t, ratio) in interleaved(cov, repeats).items():
+        rows.append((name, label, t, t / tg))
 
 
 def model_copy(model):
     import copy
     return copy.deepcopy(model)
+
+
+class Rows(list):
+    """Rows that are printed as soon as they are measured."""
+
+    def append(self, row):
+        super().append(row)
+        print(f"  {row[1]:<110} {row[2] * 1e3:9.1f} ms  {row[3]:7.2f}× grad", flush=True)
 
 
 def main():
@@ -214,18 +232,15 @@ def main():
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
           f"float32, N={args.examples}, median of {args.repeats} after 1 warm-up")
-    rows = []
+    rows = Rows()
     for name, model_fn, kind in [("MLP 64-256-256-10", mlp, "mlp"), ("CNN 2 conv + linear", cnn, "cnn")]:
         x, y = make_data(kind, args.examples)
         model = model_fn()
         P = sum(p.numel() for p in model.parameters())
         print(f"\n== {name} (P = {P:,}) ==", flush=True)
-        tg = bench_hvp(name, model, x, y, args.repeats, rows)
+        tg = bench_hvp(name, model, x, y, 2 * args.repeats + 1, rows)
         bench_eigen(name, model_fn, x, y, max(1, args.repeats // 2), rows, tg)
         bench_per_example(name, model, x, y, args.repeats, rows, tg)
-        for r in rows:
-            if r[0] == name:
-                print(f"  {r[1]:<100} {r[2] * 1e3:9.1f} ms  {r[3]:7.2f}× grad", flush=True)
     print("\n| model | measurement | time (ms) | ÷ gradient time |\n|---|---|---:|---:|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2] * 1e3:.1f} | {r[3]:.2f} |")
