@@ -132,3 +132,26 @@ def test_no_curvature_is_an_adam_like_step_at_the_upper_bound():
     opt.step(closure)
     # first step: G = g, V = g², f = 1, so the step is lr·s_max = 0.2 against the gradient's sign
     assert torch.allclose(x.detach(), torch.tensor([0.8, -1.8], dtype=torch.float64))
+
+
+def test_trains_a_small_relu_net_and_restores_mu_between_steps():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (64,), generator=g)
+    opt = Alice(model.parameters(), lr=1e-2)
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+
+    start = float(loss_fn(model(x), y).detach())
+    for _ in range(150):
+        opt.step(closure)
+        for p in model.parameters():  # the model is left at μ, not at the last evaluation point
+            assert torch.equal(p.detach(), opt.state[p]["mu"])
+    assert float(loss_fn(model(x), y).detach()) < 0.7 * start
+    assert opt.grad_evals == 3 * 150
