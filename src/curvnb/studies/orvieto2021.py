@@ -69,6 +69,7 @@ class Config:
     adam_lrs: tuple[float, ...] = (1e-3,)
     arch_depths: tuple[int, ...] = (8, 16, 32, 64)
     arch_seeds: int = 10
+    arch_examples: int = 0  # examples for the gradient at init (0: the whole training set)
 
 
 PROFILES = {
@@ -77,7 +78,7 @@ PROFILES = {
                    linear_widths=(4, 16, 64, 128), grad_seeds=200, hessian_seeds=50, hessian_depths=(8, 16, 32, 64, 128),
                    rescale_seeds=1000, dataset="fashion-mnist", train_size=10_000, train_steps=3000,
                    sgd_lrs=(0.01, 0.03, 0.1, 0.3, 1.0), adam_lrs=(3e-4, 1e-3, 3e-3), arch_depths=(8, 16, 32, 64, 128),
-                   arch_seeds=50),
+                   arch_seeds=50, arch_examples=2000),
 }
 
 
@@ -171,10 +172,11 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
     variants = {"plain": {}, "residual": {"residual": True}, "residual+BN": {"residual": True, "batchnorm": True},
                 "BN": {"batchnorm": True}}
     arch = {}
+    xa, ya = (x, y) if not config.arch_examples else (x[:config.arch_examples], y[:config.arch_examples])
     for name, kw in tqdm(list(variants.items()), desc="architectures at init", leave=False):
         for L in config.arch_depths:
             arch[(name, L)] = layer_grad_norms(L, config.mlp_width, range(base, base + config.arch_seeds),
-                                               data=(x.double().cpu(), y.cpu()), loss="ce", **kw)[:, 0]
+                                               data=(xa.double().cpu(), ya.cpu()), loss="ce", **kw)[:, 0]
     out["arch_grad"] = arch
     runs = []
     plan = [("plain", "sgd", lr) for lr in config.sgd_lrs] + [("plain", "adam", lr) for lr in config.adam_lrs] + \
