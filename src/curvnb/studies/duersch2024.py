@@ -49,6 +49,7 @@ class Config:
     line_steps: tuple[float, ...] = tuple(float(t) for t in np.logspace(-4, -1.5, 11))
     line_example_max: float = 0.02     # half-width of the example line plot (per-parameter step)
     train_steps: int = 400             # steps for the equal-steps comparison; budget = 3 × this in gradient evaluations
+    train_seeds: int = 3               # training runs per optimizer (initial weights, batch order, Alice's z); curves are means
     batch_size: int = 64
     eval_every: int = 20
     lr_adam: float = 1e-3
@@ -63,7 +64,7 @@ class Config:
 PROFILES = {
     "quick": Config(),
     "full": Config(hidden=256, pretrain_steps=500, scaling_samples=16, line_directions=32,
-                   train_steps=3000, eval_every=100, naq_dim=500, naq_steps=1000),
+                   train_steps=3000, train_seeds=5, eval_every=100, naq_dim=500, naq_steps=1000),
 }
 
 VARIANTS = ("SGD-momentum", "Adam", "Alice: no curvature", "Alice: Hessian", "Alice: glass", "Alice: both",
@@ -314,8 +315,15 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
                                                 num_samples=config.scaling_samples, seed=1)
     line = {act: run_line(config, m, data64, seed) for act, m in models.items()}
     data32 = tuple(t.float() if t.is_floating_point() else t for t in (x_tr, y_tr, x_te, y_te))
-    training = {name: train_one(name, config, data32, device=device, seed=seed) for name in VARIANTS}
+    training, per_seed = {}, {}
+    for name in VARIANTS:
+        runs = [train_one(name, config, data32, device=device, seed=seed + k) for k in range(config.train_seeds)]
+        # the evaluation schedule is the same for every seed, so histories average pointwise
+        training[name] = {k: (np.mean([r[k] for r in runs], axis=0) if k != "upper_bound_fraction"
+                              else float(np.nanmean([r[k] for r in runs]))) for k in runs[0]}
+        per_seed[name] = runs
     return {"pretrain_loss": pre_loss, "scaling": scaling, "line": line, "training": training,
+            "training_per_seed": per_seed,
             "naq": run_naq(config, seed=seed), "sigmas": np.array(config.sigmas)}
 
 
@@ -349,6 +357,8 @@ def ablation_rows(results: dict, config: Config) -> list[dict]:
         rows.append({"optimizer": name, "grad evals / step": round(float(h["evals"][-1] / max(h["step"][-1], 1)), 2),
                      f"test acc @ {config.train_steps} steps": _at(h, "test_acc", "step", config.train_steps),
                      f"test acc @ {budget} evals": _at(h, "test_acc", "evals", budget),
+                     "± (std over seeds)": float(np.std([_at(r, "test_acc", "evals", budget)
+                                                         for r in results["training_per_seed"][name]])),
                      f"train loss @ {budget} evals": _at(h, "train_loss", "evals", budget),
                      f"test loss @ {budget} evals": _at(h, "test_loss", "evals", budget),
                      "steps at upper bound": h["upper_bound_fraction"]})
@@ -361,7 +371,7 @@ def ablation_table(results: dict, config: Config) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        cells = [f"{100 * v:.1f}" if "acc" in k else ("–" if isinstance(v, float) and math.isnan(v) else
+        cells = [f"{100 * v:.1f}" if ("acc" in k or k.startswith("±")) else ("–" if isinstance(v, float) and math.isnan(v) else
                  (f"{100 * v:.1f} %" if k == "steps at upper bound" else (f"{v:.3g}" if isinstance(v, float) else str(v))))
                  for k, v in r.items()]
         lines.append("| " + " | ".join(cells) + " |")
@@ -380,6 +390,11 @@ def claims(results: dict, config: Config) -> list[Claim]:
     k_steps, k_evals = f"test acc @ {config.train_steps} steps", f"test acc @ {3 * config.train_steps} evals"
     d_steps = 100 * (rows["Alice: both"][k_steps] - rows["Adam"][k_steps])
     d_evals = 100 * (rows["Alice: both"][k_evals] - rows["Adam"][k_evals])
+
+    def per_seed_diff(where: str, value: float) -> list[float]:
+        runs = results["training_per_seed"]
+        return [100 * (_at(a, "test_acc", where, value) - _at(b, "test_acc", where, value))
+                for a, b in zip(runs["Alice: both"], runs["Adam"])]
     return [
         Claim("glass-scaling", "log–log slope of mean (ḡ − g₀)² vs σ ∈ [1e-5, 1e-2]: ≈ 1 for ReLU (glass), ≥ 3 for tanh",
               {"relu": sl["relu/even"], "tanh": sl["tanh/even"]}, "relu ∈ [0.6, 1.5] and tanh ≥ 3",
@@ -398,13 +413,15 @@ def claims(results: dict, config: Config) -> list[Claim]:
         Claim("smooth-glass-ratio", f"the glass density of the ReLU net is ≥ 100× that of its tanh twin at σ = {config.sigma_ref:g}",
               float(ratio), "ratio ≥ 100", ratio >= 100),
         Claim("alice-vs-adam-steps", f"Alice (both terms) reaches Adam's test accuracy within 1 point at equal steps "
-              f"({config.train_steps})", {"Alice − Adam (points)": d_steps,
-                                          "Alice": 100 * rows["Alice: both"][k_steps], "Adam": 100 * rows["Adam"][k_steps]},
+              f"({config.train_steps}; mean over {config.train_seeds} seeds)",
+              {"Alice − Adam (points)": d_steps, "Alice": 100 * rows["Alice: both"][k_steps],
+               "Adam": 100 * rows["Adam"][k_steps], "per seed": per_seed_diff("step", config.train_steps)},
               "|Δ| ≤ 1 point", abs(d_steps) <= 1.0),
         Claim("alice-vs-adam-evals", f"Alice (both terms) is at least as accurate as Adam at equal gradient evaluations "
-              f"({3 * config.train_steps}); our first look found it no better",
+              f"({3 * config.train_steps}; mean over {config.train_seeds} seeds); our first look found it no better",
               {"Alice − Adam (points)": d_evals, "Alice": 100 * rows["Alice: both"][k_evals],
-               "Adam": 100 * rows["Adam"][k_evals]}, "Δ ≥ 0", d_evals >= 0),
+               "Adam": 100 * rows["Adam"][k_evals], "per seed": per_seed_diff("evals", 3 * config.train_steps)},
+              "Δ ≥ 0", d_evals >= 0),
     ]
 
 
@@ -584,7 +601,7 @@ def findings_markdown(results: dict, config: Config) -> str:
         f"only by a factor {1 / lc['ratio_geomean']:.2f} (geometric mean over t ∈ "
         f"[{lc['t_range'][0]:.0e}, {lc['t_range'][1]:.0e}]); the finite-difference curvature dᵀ(g₊ − g₋)/(2σ) "
         f"at σ = {config.sigma_ref:g}, which includes the jumps, shrinks it by {fd_gain:.1f}×.",
-        f"- **Training.** At {budget} gradient evaluations Alice (both terms) reaches "
+        f"- **Training** (means over {config.train_seeds} seeds). At {budget} gradient evaluations Alice (both terms) reaches "
         f"{100 * rows['Alice: both'][ka]:.1f} % test accuracy vs Adam's {100 * rows['Adam'][ka]:.1f} % "
         f"(test loss {rows['Alice: both'][kl]:.3f} vs {rows['Adam'][kl]:.3f}); on the 297-image test set one "
         f"image is 0.34 points. Alice's step sat at its Adam-like upper "
