@@ -150,3 +150,32 @@ def test_quick_claims_not_reproduced(executed_chapter, cid):
     if not claims[cid]["passed"]:
         pytest.xfail(f"{cid} not reproduced: {EXPECTED_BUT_NOT_REPRODUCED[cid]} (measured {claims[cid]['measured']})")
     pytest.fail(f"{cid} now holds ({claims[cid]['measured']}): move it to EXPECTED_TO_HOLD")
+
+
+@pytest.mark.slow
+def test_full_profile_code_path_with_batch_norm_and_resumable_checkpoints(tmp_path, monkeypatch):
+    """The full profile's path (CIFAR-10 folder, SimpleCNN, BN sweep, checkpoints) at toy size."""
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path / "build"))
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (12, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 12))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    cfg = dataclasses.replace(study.PROFILES["full"], data_folder=str(folder), lrs=(0.01, 0.1), batch_size=20,
+                              batch_sizes=(10,), bn_lrs=(0.01, 0.1), epochs=1, probes_per_epoch=1, early_probes=1,
+                              hessian_examples=12, hessian_k=2, hessian_tol=1e-1, cov_examples=6, eos_examples=12, eos_steps=2,
+                              eos_probe_every=1)
+    first = study.run(cfg, device=torch.device("cpu"), seed=0)
+    assert any(r["bn"] for r in first["runs"].values())
+    assert first["runs"]["η=0.01, S=20"]["lambda_h_top"].shape[1] == 2
+    ckpts = sorted((tmp_path / "build" / "checkpoints" / "jastrzebski2020").glob("*.pt"))
+    assert len(ckpts) == len(study.run_specs(cfg)) + 1  # one per SGD run + the GD run
+    ids = {c.id for c in study.claims(first, cfg)}
+    assert ids == ALL_IDS | {"10-batchnorm-small-lr"}
+    # a second call finds every run finished in its checkpoint and returns the same measurements
+    again = study.run(cfg, device=torch.device("cpu"), seed=0)
+    for label, r in first["runs"].items():
+        for key in ("lambda_h", "lambda_k", "trace_k", "loss"):
+            np.testing.assert_array_equal(again["runs"][label][key], r[key])
+        assert again["runs"][label]["test_accuracy"] == r["test_accuracy"]
