@@ -62,7 +62,10 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
     Krylov space is invariant (exact), or after ``max_iter`` products (``converged=False``).
     ``bound="residual"`` (default) uses the Ritz residual r, a rigorous bound on the distance to an
     eigenvalue; ``bound="gap"`` uses min(r, r²/gap) with the gap to the nearest other Ritz value, the
-    usual (much smaller, but only asymptotically rigorous) eigenvalue error estimate: fewer products."""
+    usual eigenvalue error *estimate*: fewer products, but NOT a bound — when the Ritz gap overstates
+    the true gap (an eigenvalue not yet found lies in between) it stops too early. In
+    ``benchmarks/curvature.py`` it returned a top-5 with relative error 8e-3 at ``tol=1e-3``; use it
+    only for rough, cheap estimates."""
     if bound not in BOUNDS:
         raise ValueError(f"unknown bound {bound!r}: allowed values are {', '.join(map(repr, BOUNDS))}")
     if which not in WHICH:

@@ -67,7 +67,8 @@ def hessian_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int =
     ``converged`` (all residuals ≤ ``tol``·|θ|) and ``num_matvecs``. ``backend="scipy"`` uses ARPACK's
     ``eigsh`` instead of our torch Lanczos; ``kind="ggn"`` gives the Gauss–Newton spectrum.
     ``bound="gap"`` stops on the gap-based error estimate min(r, r²/gap) instead of the residual r:
-    fewer products, still accurate unless two eigenvalues are much closer than the tolerance."""
+    fewer products, but only an estimate that can stop early with errors above ``tol`` (see
+    :func:`curvnb.curvature.lanczos`); the default ``"residual"`` is a guarantee."""
     op = CurvatureOperator(model, loss_fn, data, kind=kind, method=method)
     return operator_eigenvalues(op, k=k, which=which, tol=tol, return_eigenvectors=return_eigenvectors,
                                 seed=seed, max_iter=max_iter, backend=backend, bound=bound)

@@ -213,7 +213,8 @@ def figure_spectrum(results: dict, top: int = 20) -> plt.Figure:
     k = len(lz["eigenvalues"])
     a.plot(idx[:k], lz["eigenvalues"], "x", color="C3", ms=10, mew=2,
            label=f"Lanczos top-{k} ({lz['num_matvecs']} HVPs)")
-    a.set(xlabel="eigenvalue index i", ylabel="λ_i (log scale)", yscale="log",
+    a.set_xticks(idx[::2] if top > 10 else idx)
+    a.set(xlabel="eigenvalue index i (descending)", ylabel="λ_i (log scale)", yscale="log",
           title=f"Top of the Hessian spectrum (P = {results['P']:,})")
     a.legend()
     al, be = results["ritz"]["alphas"], results["ritz"]["betas"]
