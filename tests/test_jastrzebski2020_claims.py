@@ -2,6 +2,7 @@
 data path on a tiny file written here, and the quick-profile claims of the executed chapter (slow)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import pickle
 
@@ -87,6 +88,7 @@ def test_claims_figures_and_widget_from_tiny_run(tiny_results):
     for c in claims:
         assert isinstance(c.passed, bool)
     for fig_fn in (study.figure_sharpness, study.figure_plane, study.figure_covariance, study.figure_eos,
+                   study.figure_overshoot,
                    study.figure_accuracy):
         fig = fig_fn(tiny_results)
         assert fig.axes and all(ax.get_xlabel() or ax.get_ylabel() for ax in fig.axes)
@@ -179,3 +181,31 @@ def test_full_profile_code_path_with_batch_norm_and_resumable_checkpoints(tmp_pa
         for key in ("lambda_h", "lambda_k", "trace_k", "loss"):
             np.testing.assert_array_equal(again["runs"][label][key], r[key])
         assert again["runs"][label]["test_accuracy"] == r["test_accuracy"]
+
+
+def test_overshoot_probe_finds_first_grid_alpha_and_restores_parameters():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1).double()
+    x = torch.randn(40, 3, dtype=torch.float64)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64)
+    loss_fn = torch.nn.MSELoss()
+    before = [p.detach().clone() for p in model.parameters()]
+    lr, grid = 0.1, study.ALPHA_GRID
+    alpha = study.overshoot_probe(loss_fn, (x, y), (x[:8], y[:8]), lr)(model)
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p.detach(), q)
+    # brute force: the loss along the step direction, evaluated on a copy of the model
+    model.zero_grad()
+    loss_fn(model(x[:8]), y[:8]).backward()
+    step = [lr * p.grad.clone() for p in model.parameters()]
+    base = float(loss_fn(model(x), y))
+
+    def loss_at(a):
+        m = copy.deepcopy(model)
+        with torch.no_grad():
+            for p, s in zip(m.parameters(), step):
+                p -= a * s
+        return float(loss_fn(m(x), y))
+
+    i = int(np.nonzero(grid == alpha)[0][0])
+    assert loss_at(grid[i]) >= 1.2 * base and all(loss_at(a) < 1.2 * base for a in grid[:i])

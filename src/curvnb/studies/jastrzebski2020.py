@@ -31,7 +31,8 @@ from torch import nn
 
 from curvnb.cache import cache_key
 from curvnb.claims import Claim
-from curvnb.curvature import gradient_covariance_eigenvalues, hessian_eigenvalues
+from curvnb.curvature import (flatten, gradient_covariance_eigenvalues, hessian_eigenvalues, loss_and_grad,
+                              trainable_parameters, unflatten_like)
 from curvnb.train import evaluate, train
 
 TITLE = "The break-even point on optimization trajectories"
@@ -132,6 +133,38 @@ def covariance_probe(loss_fn, data):
     return probe
 
 
+ALPHA_GRID = np.geomspace(0.03, 100.0, 25)  # step multiples tried for α*
+
+
+def overshoot_probe(loss_fn, eval_data, batch, lr: float, grid: np.ndarray = ALPHA_GRID):
+    """Probe: α* = the smallest α on ``grid`` with L(θ − α·Δ) ≥ 1.2·L(θ), Δ = η·∇L_batch(θ).
+
+    L is the loss on ``eval_data``; ``batch`` is a fixed mini-batch standing in for the SGD step
+    (the paper uses the actual next step). A small α* means the step overshoots along its own
+    direction (high curvature along it); NaN if no α on the grid raises the loss by 20 %."""
+    def probe(model: nn.Module) -> float:
+        params = trainable_parameters(model)
+        theta = flatten([p.detach() for p in params]).clone()
+        _, g = loss_and_grad(model, loss_fn, batch)
+        step = lr * g
+        base = evaluate(model, loss_fn, eval_data)["loss"]
+        alpha_star = float("nan")
+        try:
+            with torch.no_grad():
+                for alpha in grid:
+                    for p, v in zip(params, unflatten_like(theta - float(alpha) * step, params)):
+                        p.copy_(v)
+                    if evaluate(model, loss_fn, eval_data)["loss"] >= 1.2 * base:
+                        alpha_star = float(alpha)
+                        break
+        finally:
+            with torch.no_grad():
+                for p, v in zip(params, unflatten_like(theta, params)):
+                    p.copy_(v)
+        return alpha_star
+    return probe
+
+
 def _label(lr: float, batch_size: int, bn: bool = False) -> str:
     return f"η={lr:g}, S={batch_size}" + (", BN" if bn else "")
 
@@ -169,6 +202,8 @@ def _arrays(history: dict[str, Any], steps_per_epoch: float) -> dict[str, Any]:
     if "hessian" in history:
         out["lambda_h"] = np.array([v[0] for v in history["hessian"]])
         out["lambda_h_top"] = np.array(history["hessian"])
+    if "alpha_star" in history:
+        out["alpha_star"] = np.array(history["alpha_star"], dtype=float)
     if "covariance" in history:
         cov = history["covariance"]
         out["lambda_k"] = np.array([c["lambda_1"] for c in cov])
@@ -193,8 +228,10 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     steps_per_epoch = len(xtr) // spec["batch_size"]
     probe_every = max(1, steps_per_epoch // config.probes_per_epoch)
     early = [int(round(probe_every * i / (config.early_probes + 1))) for i in range(1, config.early_probes + 1)]
+    step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
     probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed),
-              "covariance": covariance_probe(loss_fn, cov_data)}
+              "covariance": covariance_probe(loss_fn, cov_data),
+              "alpha_star": overshoot_probe(loss_fn, hess_data, step_batch, spec["lr"])}
     history = train(model, opt, loss_fn, (xtr, ytr), steps=config.epochs * steps_per_epoch,
                     batch_size=spec["batch_size"], probe_every=probe_every, probe_at=[s for s in early if s > 0],
                     probes=probes, seed=seed, probe_data=hess_data, progress=progress, description=spec["label"],
@@ -461,6 +498,26 @@ def figure_covariance(results: dict[str, Any]):
         axes[i, 0].legend(fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def figure_overshoot(results: dict[str, Any], epochs: float = 4.0):
+    """α* (how far a step can be stretched before the loss rises by 20 %) and λ_H¹, early in training."""
+    runs = _sweeps(results)["learning rate (S fixed)"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for r, c in zip(runs, _colors(len(runs))):
+        early = r["epoch"] <= epochs
+        a.semilogy(r["epoch"][early], r["alpha_star"][early], "-o", ms=3, color=c, label=f"α*, {r['label']}")
+        a.semilogy(r["epoch"][early], r["lambda_h"][early] / r["lambda_h"][0], ":", color=c,
+                   label=f"λ_H¹/λ_H¹(0), {r['label']}")
+    a.set(xlabel="epoch", ylabel="α* (solid) and λ_H¹ / initial (dotted), log scale",
+          title=f"early phase (first {epochs:g} epochs)")
+    a.legend(fontsize=7, ncol=2)
+    for run in results["runs"].values():
+        b.loglog(run["lambda_h"], run["alpha_star"], "o", ms=3, alpha=0.6, label=run["label"])
+    b.set(xlabel="λ_H¹", ylabel="α*", title="α* against λ_H¹ (all runs, all probes)")
+    b.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
