@@ -84,7 +84,8 @@ PROFILES = {
 
 # --------------------------------------------------------------------------- helpers
 def _quartiles(a: np.ndarray, axis: int = 0) -> dict:
-    q1, med, q3 = np.quantile(a, [0.25, 0.5, 0.75], axis=axis)
+    with np.errstate(invalid="ignore"):  # dead nets give log10(0) = -inf: a quartile may be -inf
+        q1, med, q3 = np.quantile(a, [0.25, 0.5, 0.75], axis=axis)
     return {"q1": q1, "median": med, "q3": q3}
 
 
