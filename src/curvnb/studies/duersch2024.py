@@ -319,8 +319,9 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
     for name in VARIANTS:
         runs = [train_one(name, config, data32, device=device, seed=seed + k) for k in range(config.train_seeds)]
         # the evaluation schedule is the same for every seed, so histories average pointwise
-        training[name] = {k: (np.mean([r[k] for r in runs], axis=0) if k != "upper_bound_fraction"
-                              else float(np.nanmean([r[k] for r in runs]))) for k in runs[0]}
+        training[name] = {k: np.mean([r[k] for r in runs], axis=0) for k in runs[0] if k != "upper_bound_fraction"}
+        fractions = [r["upper_bound_fraction"] for r in runs if not math.isnan(r["upper_bound_fraction"])]
+        training[name]["upper_bound_fraction"] = float(np.mean(fractions)) if fractions else float("nan")
         per_seed[name] = runs
     return {"pretrain_loss": pre_loss, "scaling": scaling, "line": line, "training": training,
             "training_per_seed": per_seed,
