@@ -198,14 +198,14 @@ def test_overshoot_probe_finds_first_grid_alpha_and_restores_parameters():
     model.zero_grad()
     loss_fn(model(x[:8]), y[:8]).backward()
     step = [lr * p.grad.clone() for p in model.parameters()]
-    base = float(loss_fn(model(x), y))
+    base = loss_fn(model(x), y).item()
 
     def loss_at(a):
         m = copy.deepcopy(model)
         with torch.no_grad():
             for p, s in zip(m.parameters(), step):
                 p -= a * s
-        return float(loss_fn(m(x), y))
+        return loss_fn(m(x), y).item()
 
     i = int(np.nonzero(grid == alpha)[0][0])
     assert loss_at(grid[i]) >= 1.2 * base and all(loss_at(a) < 1.2 * base for a in grid[:i])
