@@ -185,6 +185,7 @@ def test_per_example_grads_and_covariance(name):
     K = Gc.T @ Gc / len(x)
     lam = torch.linalg.eigvalsh(K).flip(0)
     assert rel(gradient_covariance_eigenvalues(model, LOSS, (x, y), k=4), lam[:4]) < 1e-8
+    assert rel(gradient_covariance_eigenvalues(model, LOSS, (x, y), k=3, method="lanczos", tol=1e-9), lam[:3]) < 1e-8
     assert abs(gradient_covariance_trace(model, LOSS, (x, y)) / float(torch.trace(K)) - 1) < 1e-10
 
 

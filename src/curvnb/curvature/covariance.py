@@ -48,16 +48,29 @@ def _centered(model, loss_fn, data, chunk_size) -> torch.Tensor:
     return G - G.mean(dim=0, keepdim=True)
 
 
+COV_METHODS = ("gram", "lanczos")
+
+
 def gradient_covariance_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1,
-                                    chunk_size: int | None = 256) -> torch.Tensor:
+                                    chunk_size: int | None = 256, method: str = "gram",
+                                    tol: float = 1e-6) -> torch.Tensor:
     """The k largest eigenvalues (descending) of the gradient covariance K (P×P).
 
-    When N < P the nonzero spectrum is that of the N×N Gram matrix (1/N) G_c G_cᵀ; otherwise K is
-    formed directly. Eigenvalues beyond the rank are returned as zeros."""
+    ``method="gram"`` (exact): when N < P the nonzero spectrum is that of the N×N Gram matrix
+    (1/N) G_c G_cᵀ; otherwise K is formed directly. Eigenvalues beyond the rank are returned as zeros.
+    ``method="lanczos"``: Lanczos on the implicit operator v ↦ G_cᵀ(G_c v)/N (relative residual ≤ ``tol``),
+    several times faster for a few top eigenvalues of large N (see benchmarks/README.md)."""
+    if method not in COV_METHODS:
+        raise ValueError(f"unknown method {method!r}: allowed values are {', '.join(map(repr, COV_METHODS))}")
     Gc = _centered(model, loss_fn, data, chunk_size)
     N, P = Gc.shape
     if not 1 <= k <= P:
         raise ValueError(f"k must be in [1, P={P}], got {k}")
+    if method == "lanczos" and k < min(N, P):
+        from curvnb.curvature.lanczos import lanczos
+
+        res = lanczos(lambda v: Gc.T @ (Gc @ v) / N, P, k=k, tol=tol, dtype=Gc.dtype, device=Gc.device)
+        return res.eigenvalues.to(Gc.device).clamp_min(0)
     M = (Gc @ Gc.T if N < P else Gc.T @ Gc) / N
     vals = torch.linalg.eigvalsh(M).flip(0).clamp_min(0)  # PSD: clamp rounding-level negatives
     if len(vals) < k:
