@@ -231,7 +231,8 @@ def main():
     ap.add_argument("--examples", type=int, default=2048)
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
-          f"float32, N={args.examples}, median of {args.repeats} after 1 warm-up")
+          f"float32, N={args.examples}; round-robin medians after 1 warm-up: {2 * args.repeats + 1} rounds (HVP), "
+          f"{max(1, args.repeats // 2)} (eigen-solvers), {args.repeats} (per-example, covariance)")
     rows = Rows()
     for name, model_fn, kind in [("MLP 64-256-256-10", mlp, "mlp"), ("CNN 2 conv + linear", cnn, "cnn")]:
         x, y = make_data(kind, args.examples)
@@ -241,7 +242,7 @@ def main():
         tg = bench_hvp(name, model, x, y, 2 * args.repeats + 1, rows)
         bench_eigen(name, model_fn, x, y, max(1, args.repeats // 2), rows, tg)
         bench_per_example(name, model, x, y, args.repeats, rows, tg)
-    print("\n| model | measurement | time (ms) | ÷ gradient time |\n|---|---|---:|---:|")
+    print("\n| model | measurement | time (ms) | ÷ gradient time |\n|---|---|---:|---:|")  # HVP rows: per-round ratio
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2] * 1e3:.1f} | {r[3]:.2f} |")
 
