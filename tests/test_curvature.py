@@ -79,7 +79,7 @@ def test_hvp_ggn_match_dense(name):
     for j in range(3):
         assert rel(hvp(model, LOSS, (x, y), V[:, j]), H @ V[:, j]) < 1e-6
         assert rel(ggn_vp(model, LOSS, (x, y), V[:, j]), G @ V[:, j]) < 1e-6
-    for method in ("reuse", "rebuild"):
+    for method in ("reuse", "rebuild", "linearize"):
         op = CurvatureOperator(model, LOSS, (x, y), method=method)
         assert rel(op.matmat(V), H @ V) < 1e-6
         assert rel(op.matmat(V, batched=True), H @ V) < 1e-6 and op.num_matvecs == 6
