@@ -76,9 +76,15 @@ class CurvatureOperator:
                 return product
             g = torch.func.grad(fm.loss(loss_fn, x, y))
             if self.method == "linearize":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # fx const-folding chatter
-                    _, jvp_fn = torch.func.linearize(g, fm.params)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)  # fx const-folding chatter
+                        _, jvp_fn = torch.func.linearize(g, fm.params)
+                except (RuntimeError, NotImplementedError) as exc:
+                    # an op without a forward-mode rule: fall back to the reused double-backward graph
+                    warnings.warn(f"torch.func.linearize failed ({exc}); using method='reuse'", stacklevel=3)
+                    self.method = "reuse"
+                    return self._build(i)
                 return lambda v: flatten(jvp_fn(fm.unflatten(v)))
             return lambda v: flatten(torch.func.jvp(g, (fm.params,), (fm.unflatten(v),))[1])
 
