@@ -20,7 +20,10 @@ BOUNDS = ("residual", "gap")
 
 @dataclass
 class SpectrumResult:
-    """Eigenvalues (descending) with their eigenvectors (P, k) or None, Ritz residuals, convergence."""
+    """Eigenvalues (descending) with their eigenvectors (P, k) or None, Ritz residuals, convergence.
+
+    ``eigenvalues`` and ``residuals`` are small CPU tensors (in the operator's dtype); ``eigenvectors``
+    live on the operator's device."""
 
     eigenvalues: torch.Tensor
     eigenvectors: torch.Tensor | None
