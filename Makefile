@@ -32,8 +32,12 @@ test: setup browser
 	@$(PY) -m pytest
 
 bench: setup
-	@$(PY) -m pip install -q -c requirements.txt -r benchmarks/requirements.txt || echo "benchmark extras unavailable; comparisons will be skipped"
+	@# --no-deps: the extras would otherwise pull torchvision and move torch off the pinned version.
+	@{ $(PY) -m pip install -q -c requirements.txt --no-deps -r benchmarks/requirements.txt && \
+	   $(PY) -m pip install -q -c requirements.txt einops einconv linear_operator opt_einsum unfoldNd; } || \
+	   echo "benchmark extras unavailable; those comparisons will be skipped"
 	@$(PY) benchmarks/curvature.py
+	@$(PY) benchmarks/exact_gauss_newton.py
 
 clean:
 	rm -rf _build
