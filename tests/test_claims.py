@@ -43,6 +43,8 @@ def test_scorecard_aggregates_chapters(tmp_path):
     assert "| two | full | 1 | 1 |" in md
     assert "second \\| with pipe" in md
     assert md.count("❌ not reproduced") == 1 and md.count("✅ reproduced") == 2
+    reordered = scorecard_markdown(tmp_path, {"two": "Chapter Two", "one": "Chapter One"})
+    assert reordered.index("## Chapter Two") < reordered.index("## Chapter One")
 
 
 def test_scorecard_without_runs(tmp_path):

@@ -110,9 +110,12 @@ def _md_cell(text: Any) -> str:
 
 
 def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None = None) -> str:
-    """The book's scorecard page, aggregated from every ``<chapter>.json`` in ``claims_dir``."""
+    """The book's scorecard page, aggregated from every ``<chapter>.json`` in ``claims_dir``.
+
+    ``chapter_titles`` maps chapter ids to titles, in the book's order."""
     chapter_titles = chapter_titles or {}
-    files = sorted(Path(claims_dir).glob("*.json"))
+    order = {name: i for i, name in enumerate(chapter_titles)}  # book order first, then by name
+    files = sorted(Path(claims_dir).glob("*.json"), key=lambda f: (order.get(f.stem, len(order)), f.stem))
     per_chapter = [(f.stem, read_claims(f)) for f in files]
     total = sum(len(r) for _, r in per_chapter)
     passed = sum(sum(x["passed"] for x in r) for _, r in per_chapter)
