@@ -40,7 +40,7 @@ class Config:
     probe_every: int = 10
     gn_lr: float = 1.0
     adam_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
-    sgd_lr: float = 0.1
+    sgd_lr: float = 0.01
     probe_n: int = 64                 # examples for the NTK and CKA
     rich_init_scale: float = 0.2      # control: smaller W at init, features must move more
     rich_expansion: int = 64
@@ -288,11 +288,14 @@ def figure_batch_overfit(results: dict):
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, lr in (("gn", results["config"].gn_lr), ("adam", best)):
         b = results["mini"][(name, lr)]["batch"]
-        steps = np.arange(1, len(b["before"]) + 1)
-        ax.semilogy(steps, 1 - b["after"] / b["before"] + 1e-4, color=COLORS[name], label=f"{_label(name, lr)}: own batch")
-        ax.semilogy(steps, np.clip(1 - b["others_after"] / b["others_before"], 1e-4, None), ":", color=COLORS[name],
-                    label=f"{_label(name, lr)}: next batch (clipped at 1e-4)")
-    ax.set(xlabel="step", ylabel="relative loss drop from one step (log)", title="each GN step fits its own mini-batch")
+        own, nxt = 1 - b["after"] / b["before"], 1 - b["others_after"] / b["others_before"]
+        w = 10  # moving average over 10 steps: single steps are noisy
+        smooth = lambda v: np.convolve(v, np.ones(w) / w, mode="valid")  # noqa: E731
+        steps = np.arange(w, len(own) + 1)
+        ax.plot(steps, smooth(own), color=COLORS[name], label=f"{_label(name, lr)}: own batch")
+        ax.plot(steps, smooth(nxt), ":", color=COLORS[name], label=f"{_label(name, lr)}: next batch")
+    ax.axhline(0.5, color="gray", lw=0.8, ls="--", label="brief's 50 % threshold")
+    ax.set(xlabel="step", ylabel="relative loss drop from one step\n(10-step moving average)", title="loss drop of one step on its own and on the next mini-batch")
     ax.legend(fontsize=7)
     return fig
 
