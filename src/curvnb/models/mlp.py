@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "linear")
+ACTIVATIONS = ("relu", "tanh", "linear")
 INITS = ("xavier", "he", "lecun", "orthogonal", "normal")
 
 
@@ -68,7 +68,9 @@ class DeepMLP(nn.Module):
         self.branch_scale = 1.0 / math.sqrt(depth) if residual else 1.0
 
     def _phi(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.relu(z) if self.activation == "relu" else z
+        if self.activation == "relu":
+            return torch.relu(z)
+        return torch.tanh(z) if self.activation == "tanh" else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
