@@ -13,6 +13,7 @@ from curvnb.curvature.lanczos import (SpectrumResult, lanczos, lanczos_coefficie
 from curvnb.curvature.ntk import empirical_ntk, linear_cka, ntk_distance, output_jacobian
 from curvnb.curvature.operators import (CurvatureOperator, dense_hessian, ggn_operator, ggn_vp, hessian_operator,
                                         hvp, loss_and_grad)
+from curvnb.curvature.matrix_functions import spectral_cutoff, symmetric_power
 from curvnb.curvature.params import flatten, num_parameters, trainable_parameters, unflatten_like
 from curvnb.curvature.spectra import (density_from_nodes, hessian_density, hessian_eigenvalues, hessian_trace,
                                       operator_eigenvalues, operator_trace, slq_nodes)
@@ -23,6 +24,6 @@ __all__ = [
     "hessian_eigenvalues", "hessian_operator", "hessian_trace", "hvp", "lanczos", "lanczos_coefficients", "lanczos_tridiagonal",
     "random_unit_vector", "tridiagonal_eigh",
     "linear_cka", "loss_and_grad", "ntk_distance", "num_parameters", "operator_eigenvalues", "operator_trace",
-    "output_jacobian", "per_example_grads", "slq_nodes", "trainable_parameters", "unflatten_like",
+    "output_jacobian", "per_example_grads", "slq_nodes", "spectral_cutoff", "symmetric_power", "trainable_parameters", "unflatten_like",
 ]
 from curvnb.curvature.glass import gradient_variation, glass_density_samples, hessian_diagonal_samples, perturbed_gradients  # noqa: E402
