@@ -53,8 +53,15 @@ def test_bad_options():
     with pytest.raises(ValueError, match="allowed values"):
         deep_mlp(3, 4, 2, 2, init="kaiming")
     with pytest.raises(ValueError, match="allowed values"):
-        deep_mlp(3, 4, 2, 2, activation="tanh")
+        deep_mlp(3, 4, 2, 2, activation="gelu")
     with pytest.raises(ValueError):
         deep_mlp(2, 4, 2, 2, residual=True)
     with pytest.raises(ValueError):
         neural_chain(3, init="he")
+
+
+def test_tanh_activation():
+    model = deep_mlp(2, 5, 3, 2, activation="tanh", init="xavier", dtype=torch.float64)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    w1, w2 = (layer.weight for layer in model.layers)
+    assert torch.allclose(model(x), torch.tanh(x @ w1.T) @ w2.T)
