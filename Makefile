@@ -38,6 +38,7 @@ bench: setup
 	   echo "benchmark extras unavailable; those comparisons will be skipped"
 	@$(PY) benchmarks/curvature.py
 	@$(PY) benchmarks/exact_gauss_newton.py
+	@$(PY) benchmarks/natural_gradient.py
 
 clean:
 	rm -rf _build

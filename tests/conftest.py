@@ -43,3 +43,11 @@ def built_book() -> Path:
 
 def claims_by_id(records: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in records}
+
+
+@pytest.fixture(autouse=True)
+def default_dtype_is_left_alone():
+    """A test that changes torch's default dtype must restore it (it would leak into later tests)."""
+    import torch
+    yield
+    assert torch.get_default_dtype() == torch.float32, "this test left torch's default dtype changed"

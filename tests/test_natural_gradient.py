@@ -10,7 +10,15 @@ from curvnb.linear import (DeepLinearNetwork, block_natural_direction, conservat
                            teacher_student_data)
 from curvnb.optim import BlockDiagonalNaturalGradient, FractionalNaturalGradient
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs in float64; the default is restored for the rest of the suite."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @pytest.fixture
