@@ -23,7 +23,7 @@ from curvnb.paths import book_dir, build_dir, project_root
 
 CHAPTER_FILE = re.compile(r"^(?:\d+_)?(?P<id>[a-z][a-z0-9_]*)\.ipynb$")
 PARAMETERS_SOURCE = (
-    'profile = "quick"  # "quick": minutes on a 2-core CPU; "full": the paper-scale run, meant for a GPU\n'
+    'profile = "quick"  # or "full": the paper-scale run, for a GPU\n'
     'device = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"\n'
     "seed = 0"
 )
