@@ -26,8 +26,9 @@ from curvnb.linear import (DeepLinearNetwork, IntegrationError, balanced_weights
 from curvnb.optim import BlockDiagonalNaturalGradient, FractionalNaturalGradient
 
 TITLE = "Curvature-corrected learning dynamics in deep linear networks"
-COST = {"quick": "about 1 minute on a 2-core CPU", "full": "about 10 minutes on a CPU (float64 ODEs); a GPU "
-        "only speeds up the discrete-time runs"}
+COST = {"quick": "about 1 minute on a 2-core CPU",
+        "full": "about 8 minutes on a 2-core CPU (measured; the float64 ODEs stay on the CPU, a GPU only speeds up "
+                "the discrete-time runs)"}
 
 # (label, rule, alpha) of the update rules compared throughout the chapter.
 GD, NGD = ("GD", "full", 0.0), ("NGD", "full", 1.0)
