@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -66,7 +67,8 @@ class Chapter:
         self.cache = DiskCache(self.build / "cache" / name)
         if verbose:
             print(f"chapter {name!r}: profile={profile!r}, device={self.device}, seed={seed}")
-            print(f"config: {self.config}")
+            # Wrapped: a long configuration would scroll sideways in the rendered book.
+            print(textwrap.fill(f"config: {self.config}", width=100, subsequent_indent="    "))
 
     def cached(self, fn: Callable[..., Any], key: str | None = None, **kwargs: Any) -> Any:
         """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration.
