@@ -39,10 +39,17 @@ def headless_chromium():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def page_report(driver, url: str, screenshot: Path) -> dict:
-    """Load ``url``, save a full screenshot, and report the page's images and error outputs."""
+def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.0) -> dict:
+    """Load ``url``, wait for MathJax to typeset (up to ``typeset_timeout`` s), save a screenshot, and
+    report the page's images, error outputs, math markup and typeset formulas."""
+    import time
+
     driver.get(url)
     driver.execute_script("return document.readyState")
+    deadline = time.monotonic() + typeset_timeout
+    while (not driver.execute_script("return document.querySelectorAll('mjx-container').length")
+           and time.monotonic() < deadline):
+        time.sleep(0.25)
     driver.save_screenshot(str(screenshot))
     return driver.execute_script("""
         const imgs = Array.from(document.querySelectorAll('article img, .bd-article img, main img'));
@@ -53,6 +60,7 @@ def page_report(driver, url: str, screenshot: Path) -> dict:
                                   box: [i.getBoundingClientRect().width, i.getBoundingClientRect().height]})),
           errors: document.querySelectorAll('.output.error, .cell_output .traceback, div.output_error').length,
           math: document.querySelectorAll('.math, mjx-container').length,
+          typeset: document.querySelectorAll('mjx-container').length,
           tables: document.querySelectorAll('table.curvnb-claims, table').length,
         };
     """)

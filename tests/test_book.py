@@ -67,4 +67,6 @@ def test_rendered_book_in_headless_chromium(built_book, tmp_path):
             for img in figures:
                 assert img["complete"] and min(img["natural"]) > 0 and min(img["box"]) > 0, (name, img)
             assert report["math"] > 0, f"{name}: no math markup"
+            # MathJax ships with the book (no CDN): formulas must be typeset offline.
+            assert report["typeset"] > 0, f"{name}: MathJax typeset no formula"
             assert (shots / f"{name}.png").stat().st_size > 10_000

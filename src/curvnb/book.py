@@ -203,6 +203,30 @@ def _stage_notebook(src: Path, dst: Path) -> None:
     dst.write_text(json.dumps(nb))
 
 
+MATHJAX_SCRIPT = "tex-mml-chtml.js"   # what Sphinx loads by default, from a CDN
+
+
+def vendor_mathjax(extra: Path) -> str | None:
+    """Copy MathJax 3 (from the pinned ``django-static-mathjax`` wheel) into ``extra/mathjax`` so the
+    book typesets its math offline; returns the script path for Sphinx's ``mathjax_path`` (relative to
+    ``_static``), or ``None`` (then Sphinx's CDN default stays) when the package is not installed.
+
+    ``extra`` becomes an ``html_extra_path`` (copied to the site root as is): under ``_static``
+    Jupyter Book would add every one of MathJax's component files as a ``<script>`` tag."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(spec.submodule_search_locations[0]) / "static" / "mathjax" / "es5"
+    if not (source / MATHJAX_SCRIPT).exists():
+        return None
+    # The speech-rule engine, SVG output and "full" bundles are never loaded by the CHTML script.
+    shutil.copytree(source, extra / "mathjax", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("sre", "*svg*", "*-full*", "node-main.js"))
+    return f"../mathjax/{MATHJAX_SCRIPT}"
+
+
 def stage_book() -> Path:
     """Lay out ``_build/site`` as the repository would look with every chapter executed."""
     import yaml
@@ -226,6 +250,13 @@ def stage_book() -> Path:
         done = executed_path(chapter)
         if done.exists():
             _stage_notebook(done, stage / "book" / chapter.path.name)
+    mathjax = vendor_mathjax(stage / "_mathjax")
+    if mathjax is not None and (stage / "_config.yml").exists():
+        config = yaml.safe_load((stage / "_config.yml").read_text())
+        sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+        sphinx["mathjax_path"] = mathjax
+        sphinx["html_extra_path"] = [*sphinx.get("html_extra_path", []), "_mathjax"]
+        (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     titles = {c.id: c.title for c in chapters()}
     (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles))
     toc = yaml.safe_load((root / "_toc.yml").read_text())

@@ -68,7 +68,7 @@ class Chapter:
         if verbose:
             print(f"chapter {name!r}: profile={profile!r}, device={self.device}, seed={seed}")
             # Wrapped: a long configuration would scroll sideways in the rendered book.
-            print(textwrap.fill(f"config: {self.config}", width=100, subsequent_indent="    "))
+            print(textwrap.fill(f"config: {self.config}", width=76, subsequent_indent="    "))
 
     def cached(self, fn: Callable[..., Any], key: str | None = None, **kwargs: Any) -> Any:
         """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration.
