@@ -28,6 +28,9 @@ def test_every_chapter_executed_without_errors(built_book):
         images = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {})]
         assert images, f"{chapter.id} shows no figure"
+        for cell in nb["cells"]:   # progress prints are coalesced: one stdout box per cell in the book
+            streams = [o.get("name") for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+            assert len(streams) == len(set(streams)), f"{chapter.id}: uncoalesced stream outputs"
 
 
 def test_every_chapter_wrote_claims_and_figures(built_book):

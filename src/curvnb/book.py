@@ -153,7 +153,8 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
         tmp = out.with_suffix(".running.ipynb")
         try:
             pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
-                                cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False)
+                                cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
+                                coalesce_streams=True)  # one output box per cell, not one per print
         except pm.PapermillExecutionError as exc:
             print(f"[{i}/{len(selected)}] {chapter.id} FAILED in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                   f"    the partial notebook is {tmp}", flush=True)
