@@ -139,6 +139,11 @@ class Trajectory:
             offset += rows * cols
         return out
 
+    def max_drift(self) -> float:
+        """Largest drift ``max_i ‖C_i(t) − C_i(0)‖_F`` of the conserved quantities along the trajectory."""
+        weights0 = self.weights(0)
+        return max(conservation_drift(weights0, self.weights(k)) for k in range(len(self.times)))
+
     def maps(self) -> np.ndarray:
         """End-to-end maps ``W(t_k)`` stacked (``len(times) × n_out × n_in``)."""
         return np.stack([end_to_end(self.weights(k)).numpy() for k in range(len(self.times))])

@@ -60,8 +60,8 @@ def mode_time(w: float, w0: float, s: float, depth: int, alpha: float, rule: str
     _check_mode(w0, s)
     if not (min(w0, s) <= w <= max(w0, s)) or w == s:
         raise ValueError(f"w={w} is not reached from w0={w0} towards s={s}")
-    c, p = mode_coefficients(depth, alpha, rule)
-    integrand = lambda x: np.exp(x) / (c * np.exp(p * x) * (s - np.exp(x)))  # noqa: E731  (dt/d ln w)
+    mode_coefficients(depth, alpha, rule)  # validates once; the integrand below is evaluated many times
+    integrand = lambda x: np.exp(x) / mode_rate(np.exp(x), s, depth, alpha, rule)  # noqa: E731  (dt/d ln w)
     value, _ = quad(integrand, np.log(w0), np.log(w), epsabs=0.0, epsrel=1e-11, limit=200)
     return float(value)
 
@@ -72,9 +72,8 @@ def mode_curve(t: np.ndarray, w0: float, s: float, depth: int, alpha: float, rul
     closed = mode_closed_form(t, w0, s, depth, alpha, rule)
     if closed is not None:
         return closed
-    c, p = mode_coefficients(depth, alpha, rule)
     t = np.asarray(t, dtype=float)
-    sol = solve_ivp(lambda _t, x: c * np.exp((p - 1) * x) * (s - np.exp(x)), (0.0, float(t.max())),
+    sol = solve_ivp(lambda _t, x: mode_rate(np.exp(x), s, depth, alpha, rule) / np.exp(x), (0.0, float(t.max())),
                     [np.log(w0)], t_eval=t, method="DOP853", rtol=1e-10, atol=1e-12)
     if not sol.success:
         raise RuntimeError(f"mode integration failed: {sol.message}")

@@ -13,15 +13,15 @@ adaptive Runge–Kutta); discrete-time results train with the optimizer classes 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from curvnb.claims import Claim
-from curvnb.linear import (DeepLinearNetwork, IntegrationError, balanced_weights, conservation_drift, conserved_quantities, end_to_end,
-                           integrate, loss, mode_curve, mode_time, natural_gradient_maps, noisy_teacher, random_weights, teacher_map,
+from curvnb.linear import (DeepLinearNetwork, IntegrationError, balanced_weights, conservation_drift, integrate, loss,
+                           mode_curve, mode_time, natural_gradient_maps, noisy_teacher, random_weights, teacher_map,
                            teacher_student_data)
 from curvnb.optim import BlockDiagonalNaturalGradient, FractionalNaturalGradient
 
@@ -116,9 +116,9 @@ def run_modes(config: Config) -> dict:
     for s in config.saxe_singular_values:
         t = np.linspace(0.0, 12.0 / s, 241)
         traj = integrate(balanced_weights(_one(config.mode_w0), 2), _one(s), t, "full", 0.0)
-        simulated = traj.maps()[:, 0, 0]
-        saxe[s] = {"t": t, "simulated": simulated, "closed_form": mode_curve(t, config.mode_w0, s, 2, 0.0),
-                   "max_error": float(np.abs(simulated - mode_curve(t, config.mode_w0, s, 2, 0.0)).max())}
+        simulated, closed_form = traj.maps()[:, 0, 0], mode_curve(t, config.mode_w0, s, 2, 0.0)
+        saxe[s] = {"t": t, "simulated": simulated, "closed_form": closed_form,
+                   "max_error": float(np.abs(simulated - closed_form).max())}
     times = {}
     for label, rule, alpha, reference in config.reference_times:
         quadrature = mode_time(0.5, config.mode_w0, 1.0, config.mode_depth, alpha, rule)
@@ -146,8 +146,7 @@ def run_matrix(config: Config, seed: int) -> dict:
             print(f"  matrix: {exc}", flush=True)
             continue
         maps = traj.maps()
-        drift = max(conservation_drift(weights0, traj.weights(k)) for k in range(len(t)))
-        entry = {"drift": drift, "final_loss": loss(traj.weights(len(t) - 1), target)}
+        entry = {"drift": traj.max_drift(), "final_loss": loss(traj.weights(len(t) - 1), target)}
         if alpha == 1.0:  # W(t) − S = (W₀ − S) e^{−t} (NGD), e^{−dt} (block NGD)
             entry["closed_form_error"] = float(np.abs(maps - natural_gradient_maps(weights0, target, t, rule)).max())
         out[label] = entry
@@ -156,7 +155,7 @@ def run_matrix(config: Config, seed: int) -> dict:
         w0 = random_weights([n] * (d + 1), scale / n ** 0.5, seed=seed + 1)
         try:
             traj = integrate(w0, target, t, "block", 0.5, rtol=1e-8, atol=1e-10, max_evaluations=config.max_evaluations)
-            shrink[scale] = max(conservation_drift(w0, traj.weights(k)) for k in range(len(t)))
+            shrink[scale] = traj.max_drift()
         except IntegrationError as exc:
             shrink[scale] = float("nan")
             print(f"  matrix: {exc}", flush=True)
@@ -177,9 +176,7 @@ def run_scalar(config: Config) -> dict:
 
 # ----------------------------------------------------------------------------- discrete steps
 def _optimizer(model: torch.nn.Module, rule: str, alpha: float, lr: float):
-    if rule == "full" and alpha == 0.0:
-        return torch.optim.SGD(model.parameters(), lr=lr)
-    if rule == "full":
+    if rule == "full":  # α = 0 is plain gradient descent (tested against torch.optim.SGD)
         return FractionalNaturalGradient(model, lr, alpha, on_nonfinite="mark")
     return BlockDiagonalNaturalGradient(model, lr, alpha, loss="mse", on_nonfinite="mark")
 
@@ -190,7 +187,7 @@ def train_deep_linear(weights0: list[torch.Tensor], target: torch.Tensor, rule: 
     model = DeepLinearNetwork(weights=[w.to(device) for w in weights0])
     x, y = teacher_student_data(target.to(device))
     opt = _optimizer(model, rule, alpha, lr)
-    c0 = [c.cpu() for c in conserved_quantities(model.weights())]
+    weights0_cpu = [w.cpu() for w in model.weights()]
     history = {"step": [], "norms": [], "drift": [], "loss": []}
     step_norms = np.zeros(steps)
     for k in range(steps + 1):
@@ -198,12 +195,10 @@ def train_deep_linear(weights0: list[torch.Tensor], target: torch.Tensor, rule: 
             weights = [w.cpu() for w in model.weights()]
             history["step"].append(k)
             history["norms"].append([float(torch.linalg.norm(w)) for w in weights])
-            history["drift"].append(max(float(torch.linalg.norm(c - c_0))
-                                        for c, c_0 in zip(conserved_quantities(weights), c0)))
+            history["drift"].append(conservation_drift(weights0_cpu, weights))
             history["loss"].append(loss(weights, target.cpu()))
         if k == steps:
             break
-        before = [w.clone() for w in model.weights()]
         opt.zero_grad()
         batch_loss = 0.5 * ((model(x) - y) ** 2).sum(dim=1).mean()
         batch_loss.backward()
@@ -212,7 +207,7 @@ def train_deep_linear(weights0: list[torch.Tensor], target: torch.Tensor, rule: 
             history["diverged_at"] = k + 1
             step_norms = step_norms[:k]
             break
-        step_norms[k] = float(torch.sqrt(sum(((w - b) ** 2).sum() for w, b in zip(model.weights(), before))))
+        step_norms[k] = opt.last_step_norm
     norms = history["norms"][-1]
     return {**{key: np.asarray(v) for key, v in history.items()}, "step_norms": step_norms,
             "max_step": float(step_norms.max()) if len(step_norms) else float("nan"),
