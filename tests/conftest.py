@@ -45,6 +45,16 @@ def claims_by_id(records: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in records}
 
 
+def checked_claims(records: list[dict], all_ids, expected_to_hold) -> dict[str, dict]:
+    """Claims by id, after asserting the chapter reports exactly ``all_ids`` and every claim in
+    ``expected_to_hold`` passed."""
+    claims = claims_by_id(records)
+    assert set(claims) == set(all_ids)
+    for cid in expected_to_hold:
+        assert claims[cid]["passed"], claims[cid]
+    return claims
+
+
 @pytest.fixture(autouse=True)
 def default_dtype_is_left_alone():
     """A test that changes torch's default dtype must restore it (it would leak into later tests)."""

@@ -1,6 +1,6 @@
 """Quick-profile claims of the duersch2024 chapter (glass curvature and Alice)."""
 import pytest
-from conftest import claims_by_id
+from conftest import checked_claims
 
 ALL = {"glass-scaling", "hessian-scaling", "glass-loss-model", "naq-exactness", "smooth-glass-ratio",
        "alice-vs-adam-steps", "alice-vs-adam-evals"}
@@ -13,10 +13,7 @@ EXPECTED_TO_HOLD = ["glass-scaling", "glass-loss-model", "naq-exactness", "smoot
 
 @pytest.mark.slow
 def test_quick_claims(executed_chapter):
-    claims = claims_by_id(executed_chapter("duersch2024"))
-    assert set(claims) == ALL
-    for cid in EXPECTED_TO_HOLD:
-        assert claims[cid]["passed"], claims[cid]
+    claims = checked_claims(executed_chapter("duersch2024"), ALL, EXPECTED_TO_HOLD)
     # the smooth half of the Hessian-term claim holds even where the ReLU half does not
     assert 1.7 <= claims["hessian-scaling"]["measured"]["tanh"] <= 2.3
     evals = claims["alice-vs-adam-evals"]["measured"]
