@@ -12,9 +12,9 @@ def test_claim_record_format(tmp_path):
               Claim("b", "y holds", float("nan"), "finite", False),
               Claim("c", "z", np.array([1.0, 2.0]), "-", True)]
     records = write_claims(tmp_path / "ch.json", claims, "quick")
-    on_disk = json.loads((tmp_path / "ch.json").read_text())
+    on_disk = json.loads((tmp_path / "ch.json").read_text())["claims"]
     assert on_disk == records
-    assert [tuple(r) for r in on_disk] == [CLAIM_KEYS] * 3
+    assert [tuple(r)[:6] for r in on_disk] == [CLAIM_KEYS] * 3
     assert on_disk[0]["measured"] == 0.5 and on_disk[0]["passed"] is True
     assert on_disk[1]["measured"] == "nan" and on_disk[1]["passed"] is False
     assert on_disk[2]["measured"] == [1.0, 2.0] and on_disk[2]["profile"] == "quick"
@@ -54,3 +54,29 @@ def test_scorecard_without_runs(tmp_path):
 def test_claims_table_html_escapes():
     html = claims_table_html([Claim("x", "a < b", math.pi, "<1", False).record("quick")])
     assert "a &lt; b" in html and "3.142" in html and "not reproduced" in html
+
+
+def test_claim_statistics_fields(tmp_path):
+    stat = Claim("s", "holds in the median", {"median": 2.0}, "> 1", True, seeds=5, interval=(1.5, 2.5),
+                 source="Fig. 2")
+    check = Claim("c", "identity", 1e-12, "< 1e-9", True, kind="check")
+    run = {"chapter": "x", "seed": 0}
+    records = write_claims(tmp_path / "x.json", [stat, check], "quick", run=run)
+    data = json.loads((tmp_path / "x.json").read_text())
+    assert data["format"] == 2 and data["run"] == run and data["claims"] == records
+    assert records[0]["interval"] == [1.5, 2.5] and records[0]["seeds"] == 5 and records[0]["kind"] == "paper"
+    assert records[1]["kind"] == "check" and records[1]["interval"] is None and records[1]["seeds"] == 1
+    assert "95 % interval [1.5, 2.5] over 5 seeds" in claims_table_html(records)
+    with pytest.raises(ValueError, match="needs its interval"):
+        Claim("s", "x", 1, "t", True, seeds=3)
+    with pytest.raises(ValueError, match="kind"):
+        Claim("s", "x", 1, "t", True, kind="guess")
+    with pytest.raises(ValueError, match="low <= high"):
+        Claim("s", "x", 1, "t", True, seeds=3, interval=(2.0, 1.0))
+
+
+def test_format_1_files_still_read(tmp_path):
+    old = [{"id": "a", "statement": "s", "measured": 1, "threshold": "t", "passed": True, "profile": "quick"}]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (record,) = read_claims(tmp_path / "old.json")
+    assert record["kind"] == "paper" and record["seeds"] == 1 and record["interval"] is None

@@ -9,6 +9,7 @@ A chapter notebook is::
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import importlib
 import sys
@@ -39,6 +40,14 @@ def loaded_sources() -> dict[str, str]:
     return digests
 
 
+def package_sources_sha256() -> str:
+    """One SHA-256 over every ``curvnb`` source file (path and content): which code made a run."""
+    h = hashlib.sha256()
+    for p in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(str(p.relative_to(PACKAGE_DIR)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def sources_unchanged(digests: dict[str, str]) -> bool:
     for rel, digest in digests.items():
         p = PACKAGE_DIR / rel
@@ -61,6 +70,7 @@ class Chapter:
         self.config = select_profile(self.study.PROFILES, profile)
         self.device = resolve_device(device)
         self.seed = seed
+        self._started = time.perf_counter()
         seed_everything(seed)
         apply_style()
         self.build = build_dir()
@@ -104,9 +114,22 @@ class Chapter:
         """Save ``fig`` under ``_build/figures/<chapter>/`` as PNG and PDF (the notebook shows it inline)."""
         save_figure(fig, self.figure_dir, name)
 
+    def run_metadata(self) -> dict[str, Any]:
+        """What made this run: chapter, profile, seed, device, versions, source hash, date, wall time."""
+        import torch
+
+        import curvnb
+
+        return {"chapter": self.name, "profile": self.profile, "seed": self.seed,
+                "device": str(self.device), "torch": torch.__version__, "curvnb": curvnb.__version__,
+                "sources_sha256": package_sources_sha256(),
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "wall_time_s": round(time.perf_counter() - self._started, 2)}
+
     def report(self, claims: Sequence[Claim]) -> list[dict[str, Any]]:
         """Write ``_build/claims/<chapter>.json`` and display the claims table."""
-        records = write_claims(self.build / "claims" / f"{self.name}.json", claims, self.profile)
+        records = write_claims(self.build / "claims" / f"{self.name}.json", claims, self.profile,
+                               run=self.run_metadata())
         try:
             from IPython.display import HTML, display
             display(HTML(claims_table_html(records)))
