@@ -61,3 +61,13 @@ def default_dtype_is_left_alone():
     import torch
     yield
     assert torch.get_default_dtype() == torch.float32, "this test left torch's default dtype changed"
+
+
+def assert_over_seeds(claims: dict[str, dict], min_seeds: dict[str, int]) -> None:
+    """Each named claim is a statistic over at least ``min_seeds[id]`` independent seeds with a
+    95 % interval (its pass/fail depends on sampling and is not asserted)."""
+    for cid, n in min_seeds.items():
+        r = claims[cid]
+        assert r["seeds"] >= n, (cid, r["seeds"], n)
+        lo, hi = r["interval"]
+        assert lo <= hi, (cid, r["interval"])
