@@ -53,6 +53,27 @@ def test_history_layout_and_probe_grid():
     assert math.isclose(h["loss"][-1], evaluate(model, nn.CrossEntropyLoss(), (x, y))["loss"], rel_tol=1e-12)
 
 
+def test_probe_when_skips_a_probe_off_its_schedule():
+    x, y = _problem()
+    calls = []
+
+    def counted(model):
+        calls.append(1)
+        return _norm_probe(model)
+
+    model = _model()
+    h = train(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), (x, y), steps=12,
+              batch_size=16, probe_every=3, probes={"norm": _norm_probe, "early": counted},
+              probe_when={"early": lambda step: step <= 4}, seed=0, progress=False)
+    assert h["step"] == [0, 3, 6, 9, 12]
+    assert [v is None for v in h["early"]] == [False, False, True, True, True] and len(calls) == 2
+    assert h["early"][:2] == h["norm"][:2] and all(v is not None for v in h["norm"])
+    with pytest.raises(ValueError, match="probe_when"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), (x, y), steps=2,
+              batch_size=16, probe_every=1, probes={"norm": _norm_probe}, probe_when={"nope": bool},
+              progress=False)
+
+
 def test_sampler_epochs_cover_data_and_drop_last():
     s = BatchSampler(10, 4, seed=3)
     first_epoch = torch.cat([s.next(), s.next()])

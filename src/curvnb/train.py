@@ -104,6 +104,10 @@ def evaluate(model: nn.Module, loss_fn: Callable, data: tuple[torch.Tensor, torc
     return result
 
 
+def _always(step: int) -> bool:
+    return True
+
+
 def _default_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
                   xb: torch.Tensor, yb: torch.Tensor) -> float:
     """One closure-based ``optimizer.step`` (works for SGD, Adam, LBFGS, ...); returns the batch loss."""
@@ -160,7 +164,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
           step_fn: StepFn | None = None, checkpoint: str | Path | None = None,
           checkpoint_every: int | None = None, progress: bool = True,
           probe_data: tuple[torch.Tensor, torch.Tensor] | None = None, probe_size: int = 1024,
-          scheduler: Any = None, probe_at: Sequence[int] = (), description: str = "train") -> dict[str, Any]:
+          scheduler: Any = None, probe_at: Sequence[int] = (), description: str = "train",
+          probe_when: Mapping[str, Callable[[int], bool]] | None = None) -> dict[str, Any]:
     """Train ``model`` for ``steps`` optimizer steps, probing every ``probe_every`` steps.
 
     Args:
@@ -177,6 +182,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
             ``probe_size`` training examples.
         scheduler: optional ``torch.optim.lr_scheduler`` stepped after every optimizer step.
         probe_at: extra steps to probe besides the ``probe_every`` grid (e.g. denser early on).
+        probe_when: ``{name: predicate(step) -> bool}`` for probes that should not run at every
+            probe step (e.g. an expensive probe only early on); where the predicate is false the
+            probe is not called and its entry is ``None``. Probes not named here run at every probe.
 
     Returns:
         ``history`` with lists ``step``, ``loss``, ``accuracy`` (classification), one list per
@@ -187,6 +195,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
     from tqdm.auto import tqdm
 
     probes = dict(probes or {})
+    probe_when = dict(probe_when or {})
+    unknown = set(probe_when) - set(probes)
+    if unknown:
+        raise ValueError(f"probe_when names {sorted(unknown)} that are not probes; probes are {sorted(probes)}")
     reserved = {"step", "loss", "accuracy", "lr", "step_loss", "diverged", "diverged_at",
                 "steps_done", "seconds", "resumed_from"}
     clash = reserved & set(probes)
@@ -257,7 +269,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
             was_training = model.training
             model.eval()  # curvature of the loss as evaluated (batch norm in inference mode)
             try:
-                values = {name: fn(model) for name, fn in probes.items()}
+                values = {name: fn(model) if probe_when.get(name, _always)(step) else None
+                          for name, fn in probes.items()}
             finally:
                 model.train(was_training)
         history["step"].append(step)
