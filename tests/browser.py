@@ -62,5 +62,16 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           math: document.querySelectorAll('.math, mjx-container').length,
           typeset: document.querySelectorAll('mjx-container').length,
           tables: document.querySelectorAll('table.curvnb-claims, table').length,
+          // elements that scroll sideways (content wider than their box)
+          overflow: Array.from(document.querySelectorAll('article table, article .table-wrapper, .bd-article'))
+            .filter(e => e.scrollWidth > e.clientWidth + 2 && !e.closest('.highlight'))
+            .map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '>' + e.clientWidth).slice(0, 5),
+          // TeX that was not typeset: text outside math and code with x_{..} / x^{..} / \command
+          raw_tex: (() => {
+            const root = (document.querySelector('article') || document.body).cloneNode(true);
+            root.querySelectorAll('pre, code, mjx-container, script, .math, .highlight').forEach(e => e.remove());
+            const found = root.textContent.match(/[A-Za-z0-9)][_^]\{[^}]*\}|\\(lambda|eta|alpha|frac|mathrm|top)\b/g);
+            return found ? found.slice(0, 5) : [];
+          })(),
         };
     """)

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import claims_by_id
 from curvnb.book import build_dir, chapters, executed_path
-from curvnb.claims import CLAIM_KEYS
+from curvnb.claims import CLAIM_KEYS, KINDS, read_claims
 from browser import find_browser, headless_chromium, page_report
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
@@ -33,25 +33,66 @@ def test_every_chapter_executed_without_errors(built_book):
             assert len(streams) == len(set(streams)), f"{chapter.id}: uncoalesced stream outputs"
 
 
+RUN_KEYS = {"chapter", "profile", "seed", "device", "torch", "curvnb", "sources_sha256", "date", "wall_time_s"}
+
+
 def test_every_chapter_wrote_claims_and_figures(built_book):
     for chapter in chapters():
-        records = json.loads((build_dir() / "claims" / f"{chapter.id}.json").read_text())
-        assert records and all(tuple(r) == CLAIM_KEYS for r in records)
+        data = json.loads((build_dir() / "claims" / f"{chapter.id}.json").read_text())
+        assert data["format"] == 2 and RUN_KEYS <= set(data["run"]), chapter.id
+        assert data["run"]["chapter"] == chapter.id and data["run"]["profile"] == "quick"
+        records = data["claims"]
+        assert records and all(tuple(r)[:len(CLAIM_KEYS)] == CLAIM_KEYS for r in records)
         assert {r["profile"] for r in records} == {"quick"}
+        for r in records:   # every record says what kind of claim it is and how many seeds it rests on
+            assert r["kind"] in KINDS and r["seeds"] >= 1, (chapter.id, r["id"])
+            assert (r["interval"] is not None) == (r["seeds"] > 1) or r["interval"] is not None, (chapter.id, r["id"])
         figures = build_dir() / "figures" / chapter.id
         pngs = sorted(p.stem for p in figures.glob("*.png"))
         assert pngs, f"{chapter.id} saved no figure"
         assert pngs == sorted(p.stem for p in figures.glob("*.pdf"))
 
 
+def test_every_saved_figure_is_shown_inline(built_book):
+    """Each ``ch.save`` cell of an executed chapter carries its image (under any matplotlib backend:
+    the tests run with MPLBACKEND=Agg)."""
+    for chapter in chapters():
+        nb = json.loads(executed_path(chapter).read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code" and "ch.save(" in "".join(cell["source"]):
+                shown = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+                assert len(shown) == "".join(cell["source"]).count("ch.save("), (chapter.id, cell["source"])
+
+
+FONT_FLOOR_PX = 9.0
+
+
+def test_figures_legible_at_the_book_width(built_book):
+    """Every saved figure's smallest text, as shown at the book's ~680 px content width, is >= 9 px."""
+    smallest = {}
+    for chapter in chapters():
+        for meta in sorted((build_dir() / "figures" / chapter.id).glob("*.json")):
+            size = json.loads(meta.read_text())["smallest_text_px"]
+            smallest[f"{chapter.id}/{meta.stem}"] = size
+    assert smallest
+    too_small = {k: v for k, v in smallest.items() if v < FONT_FLOOR_PX}
+    assert not too_small, f"text below {FONT_FLOOR_PX} px at the book's width: {too_small}"
+
+
 def test_scorecard_page_aggregates_every_chapter(built_book):
     html = (built_book.parent / "book" / "scorecard.html").read_text()
-    total = sum(len(json.loads((build_dir() / "claims" / f"{c.id}.json").read_text())) for c in chapters())
-    passed = sum(sum(r["passed"] for r in json.loads((build_dir() / "claims" / f"{c.id}.json").read_text()))
-                 for c in chapters())
-    assert re.search(rf"{passed}\s+of\s+{total}\s+claims reproduced", html)
+    records = [r for c in chapters() for r in read_claims(build_dir() / "claims" / f"{c.id}.json")]
+    paper = [r for r in records if r["kind"] == "paper"]
+    assert re.search(rf"{sum(r['passed'] for r in paper)}\s+of\s+{len(paper)}\s+paper claims reproduced", html)
+    assert html.count("curvnb-verdict") == len(records)
     for c in chapters():
         assert c.title.split(":")[0] in html
+
+
+def _shown_images(chapter) -> int:
+    nb = json.loads(executed_path(chapter).read_text())
+    return sum("image/png" in o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code"
+               for o in c.get("outputs", []))
 
 
 @pytest.mark.skipif(os.environ.get("CURVNB_SKIP_BROWSER") == "1", reason="CURVNB_SKIP_BROWSER=1")
@@ -60,16 +101,25 @@ def test_rendered_book_in_headless_chromium(built_book, tmp_path):
     html_root = built_book.parent
     shots = build_dir() / "screenshots"
     shots.mkdir(exist_ok=True)
-    pages = {"index": built_book, **{c.id: html_root / "book" / f"{c.path.stem}.html" for c in chapters()}}
+    pages = {"index": (built_book, None),
+             **{c.id: (html_root / "book" / f"{c.path.stem}.html", c) for c in chapters()},
+             "scorecard": (html_root / "book" / "scorecard.html", None)}
     with headless_chromium() as driver:
-        for name, page in pages.items():
+        for name, (page, chapter) in pages.items():
             report = page_report(driver, page.as_uri(), shots / f"{name}.png")
             assert report["errors"] == 0, f"{name}: an error output is rendered"
+            assert report["overflow"] == [], f"{name}: scrolls sideways at 1280 px: {report['overflow']}"
+            assert report["raw_tex"] == [], f"{name}: raw TeX in the text: {report['raw_tex']}"
+            assert (shots / f"{name}.png").stat().st_size > 10_000
+            if name == "scorecard":
+                assert report["tables"] > 0
+                continue
             figures = [i for i in report["images"] if "_images/" in (i["src"] or "")]
+            if chapter is not None:   # every figure of the executed chapter is on the page ...
+                assert len(figures) >= _shown_images(chapter), (name, len(figures), _shown_images(chapter))
             assert figures, f"{name}: no figure on the page"
-            for img in figures:
+            for img in figures:       # ... and each one loaded, with a non-zero size
                 assert img["complete"] and min(img["natural"]) > 0 and min(img["box"]) > 0, (name, img)
             assert report["math"] > 0, f"{name}: no math markup"
             # MathJax ships with the book (no CDN): formulas must be typeset offline.
             assert report["typeset"] > 0, f"{name}: MathJax typeset no formula"
-            assert (shots / f"{name}.png").stat().st_size > 10_000

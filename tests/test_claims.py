@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from curvnb.claims import CLAIM_KEYS, Claim, claims_table_html, read_claims, scorecard_markdown, write_claims
+from curvnb.claims import (CLAIM_KEYS, Claim, claims_table_html, format_value, read_claims, scorecard_markdown,
+                           write_claims)
 
 
 def test_claim_record_format(tmp_path):
@@ -34,17 +35,34 @@ def test_read_claims_validates_keys(tmp_path):
 
 
 def test_scorecard_aggregates_chapters(tmp_path):
-    write_claims(tmp_path / "one.json", [Claim("a", "first", 1.0, "> 0", True),
-                                         Claim("b", "second | with pipe", 2.0, "> 3", False)], "quick")
+    write_claims(tmp_path / "one.json", [Claim("a", "first", 1.0, "> 0", True, source="Fig. 1"),
+                                         Claim("b", "second < with markup", 2.0, "> 3", False),
+                                         Claim("k", "identity", 1e-14, "< 1e-9", True, kind="check")], "quick",
+                 run={"profile": "quick", "seed": 0, "device": "cpu", "torch": "2.13.0", "date": "2026-12-01"})
     write_claims(tmp_path / "two.json", [Claim("c", "third", 0.1, "< 1", True)], "full")
-    md = scorecard_markdown(tmp_path, {"one": "Chapter One"})
-    assert "**2 of 3 claims reproduced** across 2 chapters." in md
-    assert "| Chapter One | quick | 2 | 1 |" in md
-    assert "| two | full | 1 | 1 |" in md
-    assert "second \\| with pipe" in md
-    assert md.count("❌ not reproduced") == 1 and md.count("✅ reproduced") == 2
+    md = scorecard_markdown(tmp_path, {"one": "Chapter One"}, {"one": "01_one"})
+    # paper claims and self-checks are counted separately
+    assert "**2 of 3 paper claims reproduced** across 2 chapters; 1 of 1 self-checks hold." in md
+    assert '<a href="01_one.html">Chapter One</a>' in md and "<td style" in md
+    assert "2 of 3 paper claims" in md and "1 of 1" in md
+    assert "second &lt; with markup" in md and "Source: Fig. 1" in md
+    assert md.count(">not reproduced</span>") == 1 and md.count(">reproduced</span>") == 2
+    assert md.count(">holds</span>") == 1
+    assert "✅" not in md and "❌" not in md          # no emoji font needed
+    assert "table-layout:fixed" in md                 # wraps instead of scrolling sideways
+    assert "Run: quick profile, seed 0, cpu, torch 2.13.0, 2026-12-01." in md
     reordered = scorecard_markdown(tmp_path, {"two": "Chapter Two", "one": "Chapter One"})
     assert reordered.index("## Chapter Two") < reordered.index("## Chapter One")
+    stale = scorecard_markdown(tmp_path, {"one": "Chapter One"}, warnings={"one": "latest run failed"})
+    assert "(stale: latest run failed)" in stale and ":::{warning}\nlatest run failed\n:::" in stale
+
+
+def test_measured_values_formatted_for_readers():
+    assert format_value(0.123456) == "0.123" and format_value(1.5e-10) == "1.50e-10"
+    assert format_value({"max_step": 12.3456, "ok": True}) == "max step: 12.3; ok: true"
+    assert format_value(list(range(10))) == "10 values in [0, 9]"
+    html = claims_table_html([Claim("x", "s", {"ratio": 2.0}, "> 1", True, seeds=5, interval=(1.2, 3.4)).record("q")])
+    assert "ratio: 2" in html and "95 % interval [1.2, 3.4] over 5 seeds" in html
 
 
 def test_scorecard_without_runs(tmp_path):
@@ -53,7 +71,7 @@ def test_scorecard_without_runs(tmp_path):
 
 def test_claims_table_html_escapes():
     html = claims_table_html([Claim("x", "a < b", math.pi, "<1", False).record("quick")])
-    assert "a &lt; b" in html and "3.142" in html and "not reproduced" in html
+    assert "a &lt; b" in html and "3.14" in html and ">not reproduced<" in html
 
 
 def test_claim_statistics_fields(tmp_path):

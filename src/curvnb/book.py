@@ -132,15 +132,43 @@ def executed_path(chapter: ChapterFile) -> Path:
     return build_dir() / "executed" / chapter.path.name
 
 
-def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
-                 seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Execute chapters with papermill; returns seconds per chapter. Stops at the first failure."""
-    import papermill as pm
+class ChapterFailed(RuntimeError):
+    """A chapter's notebook raised; the message names the chapter, the error and where the details are."""
+
+
+def stale_marker(chapter_id: str) -> Path:
+    """Written when a run of the chapter fails: its executed notebook and claims are an older run."""
+    return build_dir() / "stale" / f"{chapter_id}.json"
+
+
+def stale_chapters() -> dict[str, dict]:
+    """Chapter id -> the failure that made its shown outputs stale."""
+    folder = build_dir() / "stale"
+    return {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
+def validate_run(profile: str, device: str, seed: object) -> None:
+    """Check the run's parameters before any kernel starts (clear ``ValueError`` otherwise)."""
+    from curvnb.config import check_seed, resolve_device
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: allowed values are {', '.join(map(repr, PROFILES))}")
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}: allowed values are {', '.join(map(repr, DEVICES))}")
+    check_seed(seed)
+    resolve_device(device)   # "cuda" without a GPU fails here, not inside the kernel
+
+
+def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
+                 seed: int = 0, progress: bool = True) -> dict[str, float]:
+    """Execute chapters with papermill; returns seconds per chapter.
+
+    Stops at the first failure with :class:`ChapterFailed`: the partial notebook is moved to
+    ``_build/failed/`` (for the details) and the chapter's previous outputs are marked stale
+    (:func:`stale_chapters`; ``curvnb build`` flags them) until a run of it succeeds."""
+    import papermill as pm
+
+    validate_run(profile, device, seed)
     selected = select_chapters(names)
     root = project_root()
     timings: dict[str, float] = {}
@@ -155,11 +183,25 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
             pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
                                 cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
                                 coalesce_streams=True)  # one output box per cell, not one per print
-        except pm.PapermillExecutionError as exc:
-            print(f"[{i}/{len(selected)}] {chapter.id} FAILED in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-                  f"    the partial notebook is {tmp}", flush=True)
-            raise
+        except BaseException as exc:
+            failed = build_dir() / "failed" / chapter.path.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                tmp.replace(failed)
+            if isinstance(exc, pm.PapermillExecutionError):
+                what = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            else:
+                what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            marker = stale_marker(chapter.id)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"profile": profile, "device": device, "seed": seed, "error": what,
+                                          "details": str(failed) if failed.exists() else None}))
+            if not isinstance(exc, Exception):   # KeyboardInterrupt, SystemExit: stop as asked
+                raise
+            details = f"; details in {failed}" if failed.exists() else ""
+            raise ChapterFailed(f"chapter {chapter.id} failed in {what}{details}") from None
         tmp.replace(out)
+        stale_marker(chapter.id).unlink(missing_ok=True)
         timings[chapter.id] = time.perf_counter() - start
         print(f"[{i}/{len(selected)}] {chapter.id} done in {timings[chapter.id]:.1f} s "
               f"(elapsed {time.perf_counter() - total_start:.1f} s)", flush=True)
@@ -193,14 +235,38 @@ def _filtered_toc(toc: dict, exists) -> dict:
     return out
 
 
-def _stage_notebook(src: Path, dst: Path) -> None:
-    """Copy an executed chapter, hiding papermill's injected-parameters cell (the chapter's
-    first output already states the profile, device and seed it ran with)."""
+PLUMBING_TAGS = ("parameters", "injected-parameters")
+
+
+def _is_plumbing(cell: dict) -> bool:
+    """The Colab install cell and the papermill parameters cells: needed in the notebook, noise in
+    the HTML (the chapter's first output states the profile, seed and device the run used)."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    source = "".join(cell.get("source", []))
+    return cell.get("cell_type") == "code" and (
+        any(t in tags for t in PLUMBING_TAGS) or source.startswith("# On Colab or a fresh kernel"))
+
+
+def stale_warning(failure: dict) -> str:
+    """What a stale page and the scorecard say: the latest run failed, this is an older one."""
+    return (f"The latest run of this chapter (profile {failure.get('profile')}, seed {failure.get('seed')}, "
+            f"device {failure.get('device')}) failed ({failure.get('error')}). What follows, and its "
+            "claims on the scorecard, come from an earlier run.")
+
+
+def _stage_notebook(src: Path, dst: Path, failure: dict | None = None) -> None:
+    """Copy an executed chapter for the HTML build, removing its plumbing cells (tag ``remove-cell``)
+    and, when its latest run failed, opening it with a warning that the page shows an older run."""
     nb = json.loads(src.read_text())
+    if failure is not None:
+        warning = {"cell_type": "markdown", "metadata": {}, "id": "curvnb-stale",
+                   "source": f":::{{warning}}\n**Stale results.** {stale_warning(failure)}\n:::"}
+        nb["cells"].insert(1, warning)
     for cell in nb["cells"]:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        if _is_plumbing(cell):
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
     dst.write_text(json.dumps(nb))
 
 
@@ -247,10 +313,13 @@ def stage_book() -> Path:
     if (root / "benchmarks").is_dir():
         shutil.copytree(root / "benchmarks", stage / "benchmarks",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    stale = stale_chapters()
     for chapter in chapters():
         done = executed_path(chapter)
         if done.exists():
-            _stage_notebook(done, stage / "book" / chapter.path.name)
+            _stage_notebook(done, stage / "book" / chapter.path.name, stale.get(chapter.id))
+        if chapter.id in stale:
+            print(f"warning: {chapter.id}: {stale_warning(stale[chapter.id])}", flush=True)
     mathjax = vendor_mathjax(stage / "_mathjax")
     if mathjax is not None and (stage / "_config.yml").exists():
         config = yaml.safe_load((stage / "_config.yml").read_text())
@@ -259,7 +328,9 @@ def stage_book() -> Path:
         sphinx["html_extra_path"] = [*sphinx.get("html_extra_path", []), "_mathjax"]
         (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     titles = {c.id: c.title for c in chapters()}
-    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles))
+    pages = {c.id: c.path.stem for c in chapters()}
+    notes = {name: stale_warning(failure) for name, failure in stale.items()}
+    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes))
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def exists(stem: str) -> bool:

@@ -9,19 +9,19 @@ A chapter notebook is::
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import importlib
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from curvnb.cache import DiskCache, cache_key
-from curvnb.claims import Claim, claims_table_html, write_claims
+from curvnb.claims import Claim, claims_table_html, tally, write_claims
 from curvnb.config import resolve_device, seed_everything, select_profile
-from curvnb.figures import apply_style, save_figure
+from curvnb.figures import apply_style, figure_image, save_figure
 from curvnb.paths import build_dir
 
 
@@ -75,10 +75,8 @@ class Chapter:
         apply_style()
         self.build = build_dir()
         self.cache = DiskCache(self.build / "cache" / name)
-        if verbose:
-            print(f"chapter {name!r}: profile={profile!r}, device={self.device}, seed={seed}")
-            # Wrapped: a long configuration would scroll sideways in the rendered book.
-            print(textwrap.fill(f"config: {self.config}", width=76, subsequent_indent="    "))
+        if verbose:  # one short line; the full configuration is in the claims file's run record
+            print(f"This run: {profile} profile, seed {seed}, device {self.device}.")
 
     def cached(self, fn: Callable[..., Any], key: str | None = None, **kwargs: Any) -> Any:
         """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration.
@@ -111,8 +109,21 @@ class Chapter:
         return self.build / "figures" / self.name
 
     def save(self, fig, name: str) -> None:
-        """Save ``fig`` under ``_build/figures/<chapter>/`` as PNG and PDF (the notebook shows it inline)."""
+        """Save ``fig`` under ``_build/figures/<chapter>/`` as PNG and PDF and show it.
+
+        The figure is displayed explicitly (a PNG at the book's content width) and then closed, so
+        the executed notebook carries it under any matplotlib backend (Agg included), once."""
+        import matplotlib.pyplot as plt
+
         save_figure(fig, self.figure_dir, name)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # pragma: no cover
+            return
+        if get_ipython() is not None:
+            display(figure_image(fig))
+            plt.close(fig)
 
     def run_metadata(self) -> dict[str, Any]:
         """What made this run: chapter, profile, seed, device, versions, source hash, date, wall time."""
@@ -124,7 +135,8 @@ class Chapter:
                 "device": str(self.device), "torch": torch.__version__, "curvnb": curvnb.__version__,
                 "sources_sha256": package_sources_sha256(),
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "wall_time_s": round(time.perf_counter() - self._started, 2)}
+                "wall_time_s": round(time.perf_counter() - self._started, 2),
+                "config": dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else repr(self.config)}
 
     def report(self, claims: Sequence[Claim]) -> list[dict[str, Any]]:
         """Write ``_build/claims/<chapter>.json`` and display the claims table."""
@@ -135,6 +147,8 @@ class Chapter:
             display(HTML(claims_table_html(records)))
         except ImportError:  # pragma: no cover
             pass
-        n_pass = sum(r["passed"] for r in records)
-        print(f"{n_pass} of {len(records)} claims reproduced ({self.profile} profile)")
+        counts = {kind: tally(records, kind) for kind in ("paper", "check", "finding")}
+        print("; ".join(f"{k} of {n} {label}" for (k, n), label in zip(
+            counts.values(), ("paper claims reproduced", "self-checks hold", "findings answered yes")) if n)
+              + f" ({self.profile} profile)")
         return records

@@ -104,23 +104,7 @@ def format_interval(record: dict[str, Any]) -> str:
     if not interval:
         return ""
     lo, hi = interval
-    return f"95 % interval [{format_measured(lo)}, {format_measured(hi)}] over {record.get('seeds', 1)} seeds"
-
-
-def _measured_cell(record: dict[str, Any]) -> str:
-    text = format_measured(record["measured"])
-    extra = format_interval(record)
-    return f"{text}; {extra}" if extra else text
-
-
-def format_measured(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(format_measured(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={format_measured(v)}" for k, v in value.items())
-    return str(value)
+    return f"95 % interval [{format_value(lo)}, {format_value(hi)}] over {record.get('seeds', 1)} seeds"
 
 
 def write_claims(path: Path, claims: Sequence[Claim], profile: str,
@@ -163,51 +147,144 @@ def read_claims(path: Path) -> list[dict[str, Any]]:
     return read_claims_file(path)[1]
 
 
+VERDICTS = {  # kind -> (text when passed, text when not)
+    "paper": ("reproduced", "not reproduced"),
+    "check": ("holds", "fails"),
+    "finding": ("yes", "no"),
+}
+_BADGE = ("display:inline-block;padding:1px 7px;border-radius:4px;font-weight:600;font-size:0.85em;"
+          "white-space:nowrap;color:#fff;background:{}")
+_PASS_COLOUR, _FAIL_COLOUR = "#1a7f37", "#b42318"   # text badges: readable without colour too
+
+
+def verdict(record: dict[str, Any]) -> str:
+    """The reader's word for a record's result: "reproduced", "not reproduced", "holds", ..."""
+    yes, no = VERDICTS.get(record.get("kind", "paper"), VERDICTS["paper"])
+    return yes if record["passed"] else no
+
+
+def verdict_badge(record: dict[str, Any]) -> str:
+    colour = _PASS_COLOUR if record["passed"] else _FAIL_COLOUR
+    return f'<span class="curvnb-verdict" style="{_BADGE.format(colour)}">{verdict(record)}</span>'
+
+
+def _number(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    return f"{value:.2e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def format_value(value: Any, limit: int = 6) -> str:
+    """A measured value for a reader: 3 significant digits, short lists, ``name: value`` pairs."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return _number(float(value))
+    if isinstance(value, (list, tuple)):
+        if len(value) > limit and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return f"{len(value)} values in [{_number(min(value))}, {_number(max(value))}]"
+        return "[" + ", ".join(format_value(v, limit) for v in value) + "]"
+    if isinstance(value, dict):
+        return "; ".join(f"{str(k).replace('_', ' ')}: {format_value(v, limit)}" for k, v in value.items())
+    return str(value)
+
+
+def _measured_html(record: dict[str, Any]) -> str:
+    value = record["measured"]
+    if isinstance(value, dict):
+        text = "<br>".join(f"{html.escape(str(k).replace('_', ' '))}: {html.escape(format_value(v))}"
+                           for k, v in value.items())
+    else:
+        text = html.escape(format_value(value))
+    extra = format_interval(record)
+    if extra:
+        text += f'<br><span style="color:#555">{html.escape(extra)}</span>'
+    return text
+
+
+_TABLE_STYLE = ("width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.9em;"
+                "overflow-wrap:anywhere;word-break:normal")
+_CELL_STYLE = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;text-align:left"
+_COLUMNS = (("claim", "42%"), ("measured", "28%"), ("threshold", "16%"), ("result", "14%"))
+
+
 def claims_table_html(records: Iterable[dict[str, Any]]) -> str:
-    """An HTML table of claim records (what a chapter shows at its end)."""
+    """The claims table a chapter shows at its end (and the scorecard repeats): one row per claim,
+    its source in the paper, the formatted measurement with interval and seeds, the threshold and
+    a verdict badge; failing rows tinted. Fixed layout: wraps, never scrolls sideways."""
     rows = []
     for r in records:
-        mark = "✅ reproduced" if r["passed"] else "❌ not reproduced"
-        rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
-                r["id"], r["statement"], _measured_cell(r), r["threshold"], mark)) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "statement", "measured", "threshold", "result"))
-    return (f'<table class="curvnb-claims"><thead><tr>{head}</tr></thead>'
+        source = f'<br><span style="color:#555;font-size:0.9em">Source: {html.escape(r["source"])}</span>' \
+            if r.get("source") else ""
+        kind = {"check": " (self-check)", "finding": " (finding)"}.get(r.get("kind", "paper"), "")
+        claim = f"<b>{html.escape(str(r['id']))}</b>{kind}: {html.escape(str(r['statement']))}{source}"
+        tint = "" if r["passed"] else ' style="background:#fdf1f0"'
+        cells = (claim, _measured_html(r), html.escape(str(r["threshold"])), verdict_badge(r))
+        rows.append(f'<tr class="curvnb-{"pass" if r["passed"] else "fail"}"{tint}>'
+                    + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
+    head = "".join(f'<th style="{_CELL_STYLE};width:{w}">{h}</th>' for h, w in _COLUMNS)
+    return (f'<table class="curvnb-claims" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def tally(records: Iterable[dict[str, Any]], kind: str) -> tuple[int, int]:
+    """``(passed, total)`` of the records of one kind."""
+    of_kind = [r for r in records if r.get("kind", "paper") == kind]
+    return sum(bool(r["passed"]) for r in of_kind), len(of_kind)
 
 
-def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None = None) -> str:
+def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None = None,
+                       chapter_pages: dict[str, str] | None = None,
+                       warnings: dict[str, str] | None = None) -> str:
     """The book's scorecard page, aggregated from every ``<chapter>.json`` in ``claims_dir``.
 
-    ``chapter_titles`` maps chapter ids to titles, in the book's order."""
-    chapter_titles = chapter_titles or {}
+    ``chapter_titles`` maps chapter ids to titles, in the book's order; ``chapter_pages`` maps
+    ids to the chapters' page names (``03_huh2020``) for links; ``warnings`` maps ids to a warning
+    shown with that chapter (e.g. its latest run failed). Paper claims, self-checks and findings
+    are counted separately."""
+    chapter_titles, chapter_pages, warnings = chapter_titles or {}, chapter_pages or {}, warnings or {}
     order = {name: i for i, name in enumerate(chapter_titles)}  # book order first, then by name
     files = sorted(Path(claims_dir).glob("*.json"), key=lambda f: (order.get(f.stem, len(order)), f.stem))
-    per_chapter = [(f.stem, read_claims(f)) for f in files]
-    total = sum(len(r) for _, r in per_chapter)
-    passed = sum(sum(x["passed"] for x in r) for _, r in per_chapter)
+    per_chapter = [(f.stem, *read_claims_file(f)) for f in files]
     lines = ["# Reproducibility scorecard", "",
-             "Every chapter checks its study's claims on its own run and writes the results to "
-             "`_build/claims/<chapter>.json`; this page is generated from those files by "
-             "`curvnb build`. A claim that does not reproduce is shown as such.", ""]
+             "Each chapter restates checkable statements of its paper — the book's restatements, "
+             "not quotations; each row says where in the paper it comes from — and checks them on "
+             "its own run. *Paper claims* are those restatements; *self-checks* test the book's own "
+             "machinery or an exact identity; *findings* are the book's own questions. A statement "
+             "about a random quantity is judged over independent seeds and shown with a 95 % "
+             "interval. A claim that does not reproduce is shown as such. This page is generated "
+             "by `curvnb build` from `_build/claims/<chapter>.json`.", ""]
     if not per_chapter:
         lines.append("No chapter has been executed yet: run `curvnb run` first.")
         return "\n".join(lines) + "\n"
-    lines += [f"**{passed} of {total} claims reproduced** across {len(per_chapter)} chapters.", "",
-              "| chapter | profile | claims | reproduced |", "|---|---|---|---|"]
-    for name, records in per_chapter:
+    everything = [r for _, _, records in per_chapter for r in records]
+    paper, checks, findings = (tally(everything, k) for k in KINDS)
+    summary = f"**{paper[0]} of {paper[1]} paper claims reproduced** across {len(per_chapter)} chapters"
+    summary += f"; {checks[0]} of {checks[1]} self-checks hold" if checks[1] else ""
+    summary += f"; {findings[0]} of {findings[1]} findings answered yes" if findings[1] else ""
+    lines += [summary + ".", ""]
+    head = "".join(f'<th style="{_CELL_STYLE}">{h}</th>' for h in
+                   ("chapter", "profile", "paper claims reproduced", "self-checks hold"))
+    rows = []
+    for name, run, records in per_chapter:
+        title = html.escape(chapter_titles.get(name, name))
+        link = f'<a href="{chapter_pages[name]}.html">{title}</a>' if name in chapter_pages else title
+        if name in warnings:
+            link += ' <b style="color:#b42318">(stale: latest run failed)</b>'
         profiles = ", ".join(sorted({r["profile"] for r in records})) or "–"
-        lines.append(f"| {_md_cell(chapter_titles.get(name, name))} | {profiles} | {len(records)} | "
-                     f"{sum(r['passed'] for r in records)} |")
-    for name, records in per_chapter:
-        lines += ["", f"## {_md_cell(chapter_titles.get(name, name))}", "",
-                  "| claim | statement | measured | threshold | result |", "|---|---|---|---|---|"]
-        for r in records:
-            mark = "✅ reproduced" if r["passed"] else "❌ not reproduced"
-            lines.append("| " + " | ".join(_md_cell(x) for x in (
-                r["id"], r["statement"], _measured_cell(r), r["threshold"], mark)) + " |")
+        counts = [tally(records, k) for k in ("paper", "check")]
+        cells = (link, profiles, *(f"{k} of {n}" if n else "–" for k, n in counts))
+        rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
+    lines += [f'<table class="curvnb-scorecard" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
+              f"<tbody>{''.join(rows)}</tbody></table>", ""]
+    for name, run, records in per_chapter:
+        lines += ["", f"## {chapter_titles.get(name, name)}", ""]
+        if name in warnings:
+            lines += [":::{warning}", warnings[name], ":::", ""]
+        if run:
+            lines += [f"Run: {run.get('profile', '?')} profile, seed {run.get('seed', '?')}, "
+                      f"{run.get('device', '?')}, torch {run.get('torch', '?')}, {run.get('date', '?')}.", ""]
+        lines += [claims_table_html(records), ""]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ The rendered book shows figures at about ``CONTENT_WIDTH_PX`` = 680 px. Figures 
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -62,16 +63,24 @@ def panels(n: int, ncols: int | None = None, row_height: float = 2.6, **subplot_
     return fig, axes[:n]
 
 
-def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX) -> float:
-    """Height in px of the figure's smallest visible text when shown ``display_width_px`` wide.
+def shown_width_in(fig) -> float:
+    """Width in inches of the image ``savefig`` writes (``bbox="tight"`` crops or grows the figure)."""
+    if matplotlib.rcParams["savefig.bbox"] != "tight":
+        return float(fig.get_size_inches()[0])
+    fig.canvas.draw()
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer())
+    return float(bbox.width) + 2 * float(matplotlib.rcParams["savefig.pad_inches"])
 
-    A figure narrower than that is shown at its own size (width × ``savefig.dpi`` is scaled to at
-    most the display width, never up)."""
+
+def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX) -> float:
+    """Height in px of the figure's smallest visible text as the book shows it.
+
+    A chapter shows a figure at ``figure.dpi`` pixels per inch (:func:`figure_image`), scaled
+    down to ``display_width_px`` when wider than that."""
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
     if not texts:
         return math.inf
-    width_in = fig.get_size_inches()[0]
-    px_per_in = min(display_width_px / width_in, float(matplotlib.rcParams["savefig.dpi"]))
+    px_per_in = min(display_width_px / shown_width_in(fig), float(fig.get_dpi()))
     return min(t.get_fontsize() for t in texts) / 72.0 * px_per_in
 
 
@@ -79,12 +88,33 @@ def apply_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
+def figure_image(fig):
+    """A PNG ``IPython.display.Image`` of ``fig``, rendered at ``savefig.dpi`` and shown at
+    ``figure.dpi`` (crisp at the book's content width; works under any backend)."""
+    import io
+    import struct
+
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    data = buffer.getvalue()
+    width_px = struct.unpack(">I", data[16:20])[0]   # PNG IHDR width
+    saved_dpi = matplotlib.rcParams["savefig.dpi"]
+    scale = fig.get_dpi() / (fig.get_dpi() if saved_dpi == "figure" else float(saved_dpi))
+    return Image(data=data, format="png", width=max(1, round(width_px * scale)))
+
+
 def save_figure(fig, folder: Path, name: str) -> list[Path]:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``; returns both paths."""
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (returned), with ``<name>.json``
+    recording its shown width and smallest text size in px (:func:`smallest_text_px`)."""
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
         fig.savefig(p)
+    # What the book's legibility test reads: the smallest text as the reader sees it.
+    (folder / f"{name}.json").write_text(json.dumps({
+        "width_in": round(shown_width_in(fig), 3), "smallest_text_px": round(smallest_text_px(fig), 2)}))
     return paths

@@ -7,19 +7,11 @@ the default state. Tests call ``draw`` / ``render`` headless.
 """
 from __future__ import annotations
 
-import io
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 
-
-def figure_image(fig):
-    """A PNG ``IPython.display.Image`` of ``fig`` (shown and updated in place, in any front end)."""
-    from IPython.display import Image
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return Image(data=buffer.getvalue(), format="png")
+from curvnb.figures import figure_image
 
 
 def _control(name: str, spec: Any):

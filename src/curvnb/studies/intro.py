@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from curvnb.claims import Claim
+from curvnb.figures import CONTENT_WIDTH_IN
 
 TITLE = "Introduction: curvature sets the step size"
 COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU"}
@@ -58,17 +59,20 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
             "eigenvalues": eig.cpu().numpy()}
 
 
+LOSS_RANGE = (1e-12, 1e8)   # the plotted window: diverging runs leave it upwards, converged ones downwards
+
+
 def plot_losses(results: dict, ratios=None, ax=None):
-    """Loss vs step for each step size η = r · 2/λ_max."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.8))
+    """Loss vs step for each step size η = r · 2/λ_max (stable runs solid, unstable dashed)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(CONTENT_WIDTH_IN, 3.4))
     ratios = ratios if ratios is not None else sorted(results["curves"])
-    cmap = plt.get_cmap("coolwarm")
-    for i, r in enumerate(ratios):
-        ax.semilogy(results["curves"][r], color=cmap(i / max(1, len(ratios) - 1)),
-                    label=f"η = {r:g} · 2/λ_max")
-    ax.set(xlabel="step", ylabel="loss ½ θᵀAθ (log scale)",
-           title=f"GD on a quadratic, λ_max = {results['lambda_max']:.3g}")
-    ax.legend()
+    for r in ratios:
+        ax.semilogy(results["curves"][r], ls="-" if r < 1 else "--",
+                    label=rf"$\eta = {r:g}\cdot 2/\lambda_{{\max}}$")
+    ax.set_ylim(*LOSS_RANGE)
+    ax.set(xlabel="step", ylabel=r"loss $\frac{1}{2}\theta^\top A\theta$ (log scale)",
+           title=rf"GD on a quadratic, $\lambda_{{\max}} = {results['lambda_max']:.3g}$")
+    ax.legend(ncols=2)
     return fig
 
 
@@ -78,13 +82,15 @@ def draw_interactive(step_ratio: float = 0.9, condition: float = 100.0, steps: i
     lam = torch.linalg.eigvalsh(a)
     theta0 = torch.randn(20, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
     lr = step_ratio * 2 / float(lam[-1])
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(CONTENT_WIDTH_IN, 3.4))
     ax.semilogy(gd_losses(a, theta0, lr, steps), label="GD")
     ax.semilogy(np.abs(1 - lr * float(lam[-1])) ** (2 * np.arange(steps + 1)), "--",
-                label="|1 − ηλ_max|^{2k} (sharpest mode)")
+                label=r"$|1 - \eta\lambda_{\max}|^{2k}$ (sharpest mode)")
     ax.semilogy(np.abs(1 - lr * float(lam[0])) ** (2 * np.arange(steps + 1)), ":",
-                label="|1 − ηλ_min|^{2k} (flattest mode)")
-    ax.set(xlabel="step", ylabel="loss (log scale)", title=f"η = {step_ratio:g} · 2/λ_max, κ = {condition:g}")
+                label=r"$|1 - \eta\lambda_{\min}|^{2k}$ (flattest mode)")
+    ax.set_ylim(*LOSS_RANGE)
+    ax.set(xlabel="step", ylabel="loss (log scale)",
+           title=rf"$\eta = {step_ratio:g}\cdot 2/\lambda_{{\max}}$, $\kappa = {condition:g}$")
     ax.legend()
     return fig
 
@@ -103,10 +109,13 @@ def claims(results: dict, config: Config) -> list[Claim]:
     predicted_rate = (1 - r * 2 / lam_max * lam_min) ** 2
     return [
         Claim("stable-below-2/λ", f"GD converges for η = {below:g}·2/λ_max",
-              float(drop), "loss drop > 10", drop > 10),
+              {"loss_drop": float(drop)}, "loss drop > 10", drop > 10, kind="check",
+              source="textbook: GD on a quadratic"),
         Claim("diverges-above-2/λ", f"GD diverges for η = {above:g}·2/λ_max",
-              float(growth), "loss growth > 10", growth > 10),
+              {"loss_growth": float(growth)}, "loss growth > 10", growth > 10, kind="check",
+              source="textbook: GD on a quadratic"),
         Claim("slowest-mode-rate", "the late loss decay rate equals (1 − ηλ_min)² of the flattest mode",
               {"measured": float(measured_rate), "theory": float(predicted_rate)},
-              "relative difference < 1 %", abs(measured_rate / predicted_rate - 1) < 0.01),
+              "relative difference < 1 %", abs(measured_rate / predicted_rate - 1) < 0.01, kind="check",
+              source="textbook: GD on a quadratic"),
     ]
