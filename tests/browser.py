@@ -70,8 +70,43 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           raw_tex: (() => {
             const root = (document.querySelector('article') || document.body).cloneNode(true);
             root.querySelectorAll('pre, code, mjx-container, script, .math, .highlight').forEach(e => e.remove());
-            const found = root.textContent.match(/[A-Za-z0-9)][_^]\{[^}]*\}|\\(lambda|eta|alpha|frac|mathrm|top)\b/g);
+            const found = root.textContent.match(/[A-Za-z0-9)][_^]\\{[^}]*\\}|\\\\(lambda|eta|alpha|frac|mathrm|top)\\b/g);
             return found ? found.slice(0, 5) : [];
           })(),
         };
     """)
+
+
+def move_each_control(driver) -> list[dict]:
+    """On the loaded page, move every control of every static slider view once — range inputs with
+    the arrow keys (keyboard access), selects to another option — and report, after each move, the
+    view's id, every control's value index, and the image's ``src`` and ``alt``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    moves = []
+    for view in driver.find_elements(By.CSS_SELECTOR, ".curvnb-static-slider"):
+        img = view.find_element(By.TAG_NAME, "img")
+        for control in view.find_elements(By.CSS_SELECTOR, "[data-axis]"):
+            before = img.get_attribute("src")
+            if control.tag_name == "select":
+                select = Select(control)
+                current = int(control.get_attribute("value"))
+                select.select_by_index(0 if current != 0 else 1)
+            else:
+                at_max = control.get_attribute("value") == control.get_attribute("max")
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", control)
+                control.click()   # focus (a click may also move it: the values are read back below)
+                control.send_keys(Keys.ARROW_LEFT if at_max else Keys.ARROW_RIGHT)
+            moves.append({"view": view.get_attribute("id"), "before": before,
+                          "values": [int(c.get_attribute("value"))
+                                     for c in view.find_elements(By.CSS_SELECTOR, "[data-axis]")],
+                          "src": img.get_attribute("src"), "alt": img.get_attribute("alt")})
+    return moves
+
+
+def resource_urls(driver) -> list[str]:
+    """Every URL the page requested (the document itself included)."""
+    return driver.execute_script(
+        "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));")

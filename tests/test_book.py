@@ -2,6 +2,7 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,48 @@ def test_rendered_book_in_headless_chromium(built_book, tmp_path):
             assert report["math"] > 0, f"{name}: no math markup"
             # MathJax ships with the book (no CDN): formulas must be typeset offline.
             assert report["typeset"] > 0, f"{name}: MathJax typeset no formula"
+
+
+FRAME_BUDGET_BYTES = 8_000_000   # slider frames per chapter page
+
+
+def _frame_manifests(chapter) -> dict[str, dict]:
+    folder = build_dir() / "figures" / chapter.id / "frames"
+    return {m.parent.name: json.loads(m.read_text()) for m in sorted(folder.glob("*/manifest.json"))}
+
+
+@pytest.mark.skipif(os.environ.get("CURVNB_SKIP_BROWSER") == "1", reason="CURVNB_SKIP_BROWSER=1")
+def test_static_sliders_work_without_kernel_or_network(built_book):
+    """Every control of every slider view changes the figure to the frame of the new combination,
+    in the static HTML, and no request leaves the site."""
+    import itertools
+    from urllib.parse import unquote, urlparse
+
+    from browser import move_each_control, resource_urls
+
+    html_root = built_book.parent
+    with_views = [c for c in chapters() if _frame_manifests(c)]
+    assert with_views, "no chapter has a precomputed slider view"
+    with headless_chromium() as driver:
+        for chapter in with_views:
+            manifests = _frame_manifests(chapter)
+            frames = build_dir() / "figures" / chapter.id / "frames"
+            size = sum(f.stat().st_size for f in frames.rglob("*.webp"))
+            assert size <= FRAME_BUDGET_BYTES, f"{chapter.id}: {size / 1e6:.1f} MB of slider frames"
+            driver.get((html_root / "book" / f"{chapter.path.stem}.html").as_uri())
+            moves = move_each_control(driver)
+            views = {m["view"] for m in moves}
+            assert views == {f"curvnb-{chapter.id}-{name}" for name in manifests}, (chapter.id, views)
+            for move in moves:
+                name = move["view"].removeprefix(f"curvnb-{chapter.id}-")
+                manifest = manifests[name]
+                combos = list(itertools.product(*(range(len(values)) for _, values, _ in manifest["axes"])))
+                expected = manifest["files"][combos.index(tuple(move["values"]))]
+                assert move["src"] != move["before"], (chapter.id, move)
+                shown = Path(unquote(urlparse(move["src"]).path))
+                assert shown.name == expected and shown.parent.name == name, (chapter.id, move)
+                frame = build_dir() / "figures" / chapter.id / "frames" / name / expected
+                assert shown.read_bytes() == frame.read_bytes()
+                assert move["alt"] and "=" in move["alt"]
+            outside = [u for u in resource_urls(driver) if not u.startswith("file://")]
+            assert not outside, f"{chapter.id}: requests leave the site: {outside[:5]}"

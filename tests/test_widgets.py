@@ -61,3 +61,66 @@ def test_intro_widget_callback_headless():
         loss = fig.axes[0].lines[0].get_ydata()
         assert (loss[-1] > loss[0]) == grows
         plt.close(fig)
+
+
+def _counting_draw(calls):
+    def draw(a, kind):
+        calls.append((a, kind))
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.plot([0, 1], [0, a])
+        ax.set_title(kind)
+        return fig
+    return draw
+
+
+def test_frame_grid_bounds_and_keeps_defaults():
+    from curvnb.widgets import combinations, dropped_note, frame_grid
+
+    view = SliderFigure(intro.draw_interactive, step_ratio=(0.1, 1.2, 0.01, 0.9),
+                        condition=(2.0, 1000.0, 1.0, 100.0), steps=(50, 1000, 50, 200))
+    axes = frame_grid(view.controls, max_values=7, max_frames=40)
+    assert len(combinations(axes)) <= 40
+    for a, default in zip(axes, (0.9, 100.0, 200)):
+        assert a.ordered and a.values[a.default_index] == pytest.approx(default)
+        assert len(a.values) >= 2
+    step_ratio = axes[0]
+    assert step_ratio.values[0] == pytest.approx(0.1) and step_ratio.values[-1] == pytest.approx(1.2)
+    assert step_ratio.available == 111 and axes[1].available == 999 and axes[2].available == 20
+    assert "of the 111 values of step_ratio" in dropped_note(axes)
+    # categories keep every option; a small grid is shown whole, with nothing dropped
+    small = SliderFigure(lambda a, kind: None, a=(0, 4, 1, 2), kind=["x", "y", "z"])
+    axes = frame_grid(small.controls)
+    assert [a.values for a in axes] == [(0, 1, 2, 3, 4), ("x", "y", "z")]
+    assert [a.default_index for a in axes] == [2, 0] and dropped_note(axes) == ""
+    assert combinations(axes)[:2] == [(0, 0), (0, 1)] and len(combinations(axes)) == 15
+    # explicit values, checked against the control
+    axes = frame_grid(small.controls, values={"a": [0, 2, 4]})
+    assert axes[0].values == (0, 2, 4) and axes[0].default_index == 1
+    with pytest.raises(ValueError, match="include its default"):
+        frame_grid(small.controls, values={"a": [0, 4]})
+    with pytest.raises(ValueError, match="more than max_frames"):
+        frame_grid(SliderFigure(lambda k: None, k=list(range(50))).controls, max_frames=40)
+
+
+def test_static_view_html_frames_and_reuse(tmp_path):
+    import json
+    import re
+
+    calls = []
+    view = SliderFigure(_counting_draw(calls), a=(0.0, 1.0, 0.5, 0.5), kind=["x", "y"])
+    block = view.static_view(tmp_path / "v", "../frames/ch/v", "curvnb-ch-v", reuse_key="k1")
+    assert len(calls) == 6 and len(list((tmp_path / "v").glob("*.webp"))) == 6
+    assert calls[0] == (0.0, "x") and calls[-1] == (1.0, "y")
+    # the default frame is shown first, named by its combination; controls are real inputs
+    assert 'src="../frames/ch/v/0002.webp"' in block and 'alt="a = 0.5, kind = x"' in block
+    assert '<input type="range" data-axis="0" min="0" max="2" step="1" value="1"' in block
+    assert '<select data-axis="1"' in block and "<option value=\"0\" selected>x</option>" in block
+    frames = json.loads(re.search(r"const frames = (\{.*?\});", block).group(1))
+    assert frames["2,1"] == ["../frames/ch/v/0005.webp", "a = 1, kind = y"]
+    assert len(frames) == 6 and "http" not in block
+    # a rebuild with the same key draws nothing; another key redraws
+    view.static_view(tmp_path / "v", "../frames/ch/v", "curvnb-ch-v", reuse_key="k1")
+    assert len(calls) == 6
+    view.static_view(tmp_path / "v", "../frames/ch/v", "curvnb-ch-v", reuse_key="k2")
+    assert len(calls) == 12
+    plt.close("all")

@@ -258,6 +258,20 @@ def _stage_notebook(src: Path, dst: Path, failure: dict | None = None) -> None:
     """Copy an executed chapter for the HTML build, removing its plumbing cells (tag ``remove-cell``)
     and, when its latest run failed, opening it with a warning that the page shows an older run."""
     nb = json.loads(src.read_text())
+    # The ipywidgets state would make the page load the widget manager from a CDN; the book's
+    # slider views are the precomputed ones, which need neither a kernel nor the network.
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb["cells"]:   # slider views: the precomputed HTML view, not the kernel-bound one
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("curvnb") == "live-only":
+                continue
+            data = out.get("data", {})
+            if "text/html" in data and "application/vnd.jupyter.widget-view+json" in data:
+                del data["application/vnd.jupyter.widget-view+json"]
+            outputs.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = outputs
     if failure is not None:
         warning = {"cell_type": "markdown", "metadata": {}, "id": "curvnb-stale",
                    "source": f":::{{warning}}\n**Stale results.** {stale_warning(failure)}\n:::"}
@@ -294,6 +308,16 @@ def vendor_mathjax(extra: Path) -> str | None:
     return f"../mathjax/{MATHJAX_SCRIPT}"
 
 
+def copy_frames(target: Path) -> None:
+    """Copy every chapter's slider frames (``_build/figures/<id>/frames/<view>/``) to ``target/<id>/<view>/``:
+    the static book's slider views load them by relative URL (``../frames/<id>/<view>/NNNN.webp``)."""
+    for chapter in chapters():
+        frames = build_dir() / "figures" / chapter.id / "frames"
+        if frames.is_dir():
+            shutil.copytree(frames, target / chapter.id, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("manifest.json"))
+
+
 def stage_book() -> Path:
     """Lay out ``_build/site`` as the repository would look with every chapter executed."""
     import yaml
@@ -320,12 +344,15 @@ def stage_book() -> Path:
             _stage_notebook(done, stage / "book" / chapter.path.name, stale.get(chapter.id))
         if chapter.id in stale:
             print(f"warning: {chapter.id}: {stale_warning(stale[chapter.id])}", flush=True)
+    copy_frames(stage / "_frames" / "frames")
     mathjax = vendor_mathjax(stage / "_mathjax")
-    if mathjax is not None and (stage / "_config.yml").exists():
+    extra = [name for name in ("_mathjax", "_frames") if (stage / name).exists()]
+    if (mathjax is not None or extra) and (stage / "_config.yml").exists():
         config = yaml.safe_load((stage / "_config.yml").read_text())
         sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
-        sphinx["mathjax_path"] = mathjax
-        sphinx["html_extra_path"] = [*sphinx.get("html_extra_path", []), "_mathjax"]
+        if mathjax is not None:
+            sphinx["mathjax_path"] = mathjax
+        sphinx["html_extra_path"] = [*sphinx.get("html_extra_path", []), *extra]
         (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     titles = {c.id: c.title for c in chapters()}
     pages = {c.id: c.path.stem for c in chapters()}

@@ -57,7 +57,12 @@ def sources_unchanged(digests: dict[str, str]) -> bool:
 
 
 class Chapter:
-    """Parameters, caching, figure files and claims for one chapter (``name`` = chapter id)."""
+    """Parameters, caching, figure files and claims for one chapter (``name`` = chapter id).
+
+    The chapter created last is ``Chapter.current`` (what a slider view in the same notebook
+    saves its static frames with)."""
+
+    current: "Chapter | None" = None
 
     def __init__(self, name: str, *, profile: str = "quick", device: str = "auto", seed: int = 0,
                  verbose: bool = True):
@@ -75,6 +80,8 @@ class Chapter:
         apply_style()
         self.build = build_dir()
         self.cache = DiskCache(self.build / "cache" / name)
+        self._view_names: dict[str, int] = {}
+        Chapter.current = self
         if verbose:  # one short line; the full configuration is in the claims file's run record
             print(f"This run: {profile} profile, seed {seed}, device {self.device}.")
 
@@ -103,6 +110,18 @@ class Chapter:
     def run(self, **kwargs: Any) -> Any:
         """The study's main computation, ``study.run``, through the cache."""
         return self.cached(self.study.run, key="run", **kwargs)
+
+    def reuse_key(self, what: str) -> str:
+        """A key for derived files (e.g. a slider view's frames): this chapter's configuration, seed,
+        profile and device type. Callers also check the curvnb sources are unchanged."""
+        return cache_key(chapter=self.name, key=what, config=self.config, profile=self.profile,
+                         seed=self.seed, device=self.device.type)
+
+    def next_view_name(self, base: str) -> str:
+        """``base``, then ``base-2``, ``base-3`` ...: distinct names for this chapter's slider views."""
+        self._view_names[base] = self._view_names.get(base, 0) + 1
+        n = self._view_names[base]
+        return base if n == 1 else f"{base}-{n}"
 
     @property
     def figure_dir(self) -> Path:

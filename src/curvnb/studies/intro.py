@@ -62,12 +62,18 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
 LOSS_RANGE = (1e-12, 1e8)   # the plotted window: diverging runs leave it upwards, converged ones downwards
 
 
+def _in_view(values: np.ndarray) -> np.ndarray:
+    """Values clipped just outside the plotted window (a diverged run reaches inf, which a log axis
+    cannot take), so lines still leave the window where they should."""
+    return np.clip(np.nan_to_num(values, nan=np.inf), LOSS_RANGE[0] / 10, LOSS_RANGE[1] * 10)
+
+
 def plot_losses(results: dict, ratios=None, ax=None):
     """Loss vs step for each step size η = r · 2/λ_max (stable runs solid, unstable dashed)."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(CONTENT_WIDTH_IN, 3.4))
     ratios = ratios if ratios is not None else sorted(results["curves"])
     for r in ratios:
-        ax.semilogy(results["curves"][r], ls="-" if r < 1 else "--",
+        ax.semilogy(_in_view(results["curves"][r]), ls="-" if r < 1 else "--",
                     label=rf"$\eta = {r:g}\cdot 2/\lambda_{{\max}}$")
     ax.set_ylim(*LOSS_RANGE)
     ax.set(xlabel="step", ylabel=r"loss $\frac{1}{2}\theta^\top A\theta$ (log scale)",
@@ -83,10 +89,10 @@ def draw_interactive(step_ratio: float = 0.9, condition: float = 100.0, steps: i
     theta0 = torch.randn(20, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
     lr = step_ratio * 2 / float(lam[-1])
     fig, ax = plt.subplots(figsize=(CONTENT_WIDTH_IN, 3.4))
-    ax.semilogy(gd_losses(a, theta0, lr, steps), label="GD")
-    ax.semilogy(np.abs(1 - lr * float(lam[-1])) ** (2 * np.arange(steps + 1)), "--",
+    ax.semilogy(_in_view(gd_losses(a, theta0, lr, steps)), label="GD")
+    ax.semilogy(_in_view(np.abs(1 - lr * float(lam[-1])) ** (2 * np.arange(steps + 1))), "--",
                 label=r"$|1 - \eta\lambda_{\max}|^{2k}$ (sharpest mode)")
-    ax.semilogy(np.abs(1 - lr * float(lam[0])) ** (2 * np.arange(steps + 1)), ":",
+    ax.semilogy(_in_view(np.abs(1 - lr * float(lam[0])) ** (2 * np.arange(steps + 1))), ":",
                 label=r"$|1 - \eta\lambda_{\min}|^{2k}$ (flattest mode)")
     ax.set_ylim(*LOSS_RANGE)
     ax.set(xlabel="step", ylabel="loss (log scale)",
