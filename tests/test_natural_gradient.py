@@ -181,3 +181,60 @@ def test_bad_input_is_refused(setup):
     backward(model, x, y)
     with pytest.raises(RuntimeError, match="inputs"):
         opt.step()
+
+
+def _cnn_classifier():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4 * 4, 8), nn.Tanh(),
+                         nn.Linear(8, 3))
+
+
+def _ce_backward(model, x, y):
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+
+
+def test_kfac_refuses_layers_it_cannot_precondition_unless_asked():
+    model = _cnn_classifier()
+    x, y = torch.randn(10, 1, 6, 6), torch.randint(0, 3, (10,))
+    with pytest.raises(ValueError, match=r"0\.weight, 0\.bias.*unsupported='sgd'"):
+        BlockDiagonalNaturalGradient(model, lr=0.1, loss="cross_entropy")
+    with pytest.warns(UserWarning, match=r"plain gradient steps .*0\.weight, 0\.bias"):
+        opt = BlockDiagonalNaturalGradient(model, lr=0.1, loss="cross_entropy", unsupported="sgd")
+    before = [p.detach().clone() for p in model.parameters()]
+    _ce_backward(model, x, y)
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.step(x)
+    after = list(model.parameters())
+    for k in (0, 1):  # the conv weight and bias: a plain gradient step
+        assert torch.allclose(after[k], before[k] - 0.1 * grads[k], atol=1e-12)
+    for k in (2, 3, 4, 5):  # the Linear layers: preconditioned (not the plain step)
+        assert not torch.allclose(after[k], before[k] - 0.1 * grads[k])
+    with pytest.raises(ValueError, match="unsupported"):
+        BlockDiagonalNaturalGradient(model, lr=0.1, unsupported="ignore")
+
+
+def test_kfac_skips_frozen_layers_and_frozen_biases():
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    model[0].requires_grad_(False)          # a frozen first layer (the input needs no gradient)
+    model[4].bias.requires_grad_(False)     # a frozen bias of a trained layer
+    frozen = [model[0].weight.clone(), model[0].bias.clone(), model[4].bias.clone()]
+    opt = BlockDiagonalNaturalGradient(model, lr=0.1, loss="cross_entropy", damping=1e-3)
+    assert [id(layer) for layer in opt.layers] == [id(model[2]), id(model[4])]
+    for _ in range(3):
+        _ce_backward(model, x, y)
+        opt.step(x)
+    assert torch.equal(model[0].weight, frozen[0]) and torch.equal(model[0].bias, frozen[1])
+    assert torch.equal(model[4].bias, frozen[2])
+    assert opt.factors[1][1].shape == (5, 5)  # no appended 1 for the frozen bias
+    assert opt.factors[0][1].shape == (7, 7)  # 6 inputs + the trained bias
+    # the same with the Linear's trainable bias of a frozen weight: not preconditionable, refused
+    model[2].weight.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"2\.bias"):
+        BlockDiagonalNaturalGradient(model, lr=0.1)
+    with pytest.raises(ValueError, match="frozen"):
+        layers = DeepLinearNetwork(widths=[3, 4, 3])
+        layers.layers[0].weight.requires_grad_(False)
+        FractionalNaturalGradient(layers, lr=0.1)

@@ -5,6 +5,16 @@ the distance from the Ritz value ``θ_i`` to the nearest eigenvalue of A: stoppi
 ``r_i ≤ tol·|θ_i|`` for all wanted Ritz pairs guarantees that each reported value is within a
 relative ``tol`` of an eigenvalue. (A power iteration stopped on the change of its estimate has no
 such guarantee and can stall between λ5 and λ6.)
+
+The residual is computed in the operator's dtype, so it can certify no better than the dtype's
+rounding of the products: a ``tol`` below :func:`min_tolerance` (10 ε, 1.2e-6 in float32) is refused,
+and the stopping test never asks a residual to fall below ``10 ε ‖A‖`` (values much smaller than
+the largest one in magnitude are then certified to that absolute accuracy, not relative ``tol``).
+
+**Multiplicities.** Single-vector Lanczos sees one copy of a repeated eigenvalue per Krylov space in
+exact arithmetic (it finds further copies only through rounding), and the residual bound proves each
+value near *an* eigenvalue, not that it is the i-th. :func:`block_lanczos` with a block of b vectors
+finds up to b copies by construction, and its products of a block can run as one batched pass.
 """
 from __future__ import annotations
 
@@ -44,6 +54,26 @@ def random_unit_vector(n: int, *, dtype: torch.dtype, device: torch.device | str
     return (v / v.norm()).to(dtype=dtype, device=device)
 
 
+def min_tolerance(dtype: torch.dtype) -> float:
+    """The smallest relative tolerance a residual computed in ``dtype`` can certify: 10 ε."""
+    return 10 * torch.finfo(dtype).eps
+
+
+def check_tolerance(tol: float, dtype: torch.dtype) -> None:
+    """Refuse a non-positive ``tol`` or one below what ``dtype`` can deliver."""
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    if tol < min_tolerance(dtype):
+        raise ValueError(f"tol={tol:g} is below what {dtype} can certify (10 ε = {min_tolerance(dtype):.1e}): "
+                         f"the residuals are computed in {dtype}; ask for tol ≥ {min_tolerance(dtype):.1e} or "
+                         "run the model in float64")
+
+
+def _limits(theta_wanted: np.ndarray, tol: float, scale: float, dtype: torch.dtype) -> np.ndarray:
+    """Residual limits: tol·|θ|, but never below the operator's rounding level 10 ε ‖A‖."""
+    return np.maximum(tol * np.abs(theta_wanted), min_tolerance(dtype) * scale)
+
+
 def _select(theta: np.ndarray, k: int, which: str) -> np.ndarray:
     """Indices of the k wanted Ritz values."""
     if which == "LA":
@@ -75,8 +105,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
         raise ValueError(f"unknown which {which!r}: allowed values are {', '.join(map(repr, WHICH))}")
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    if tol <= 0:
-        raise ValueError(f"tol must be positive, got {tol}")
+    check_tolerance(tol, dtype)
     max_iter = min(n, max_iter if max_iter is not None else max(300, 20 * k))
     if max_iter < k:
         raise ValueError(f"max_iter={max_iter} < k={k}")
@@ -113,9 +142,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
                 others[np.arange(k), idx] = np.inf
                 gap = others.min(axis=1)
                 res = np.minimum(res, res ** 2 / np.maximum(gap, 1e-300))
-            # relative to |θ| but never below machine-level absolute noise of the operator's scale
-            limit = tol * np.maximum(np.abs(theta[idx]), 1e-12 * scale)
-            if invariant or np.all(res <= limit):
+            if invariant or np.all(res <= _limits(theta[idx], tol, scale, dtype)):
                 converged = True
                 break
         if invariant:
@@ -135,6 +162,81 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
     return SpectrumResult(eigenvalues=torch.as_tensor(theta[idx], dtype=dtype),
                           eigenvectors=vecs, residuals=torch.as_tensor(res, dtype=dtype),
                           converged=converged, num_matvecs=m, num_steps=m)
+
+
+def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 1,
+                  block_size: int | None = None, which: str = "LA", tol: float = 1e-3, max_iter: int | None = None,
+                  seed: int = 0, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                  return_eigenvectors: bool = False, start: torch.Tensor | None = None) -> SpectrumResult:
+    """k extreme eigenpairs of the symmetric operator ``matmat`` ((n, b) -> (n, b)) by block Lanczos.
+
+    Each step multiplies a block of ``block_size`` (default k) orthonormal vectors at once, so an
+    eigenvalue of multiplicity ≤ b is found with all its copies by construction, and the b products
+    of a step can run as one batched pass. The basis is fully reorthogonalised (twice) and the
+    Rayleigh quotient T = QᵀAQ is kept whole, so the Ritz residual of pair i is ``‖R S_i‖`` with R
+    the last block's remainder; stopping and ``converged`` are as in :func:`lanczos`.
+    ``max_iter`` counts products (columns), default max(300, 20k); ``num_matvecs`` too."""
+    if which not in WHICH:
+        raise ValueError(f"unknown which {which!r}: allowed values are {', '.join(map(repr, WHICH))}")
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    check_tolerance(tol, dtype)
+    b = k if block_size is None else int(block_size)
+    if not 1 <= b <= n:
+        raise ValueError(f"block_size must be in [1, {n}], got {block_size}")
+    max_iter = min(n, max_iter if max_iter is not None else max(300, 20 * k))
+    if max_iter < max(k, b):
+        raise ValueError(f"max_iter={max_iter} < max(k, block_size)={max(k, b)}")
+    if start is None:
+        g = torch.Generator().manual_seed(int(seed))
+        start = torch.randn(n, b, generator=g, dtype=torch.float64)
+    block, _ = torch.linalg.qr(start.to(dtype=torch.float64).reshape(n, -1))
+    block = block.to(dtype=dtype, device=device)
+    Q = torch.empty(n, max_iter + b, dtype=dtype, device=device)
+    T = np.zeros((max_iter + b, max_iter + b))
+    m = count = 0
+    scale = 0.0
+    converged = False
+    while True:
+        w = block.shape[1]
+        Q[:, m:m + w] = block
+        W = matmat(block).to(dtype)
+        count += w
+        basis = Q[:, :m + w]
+        C = basis.T @ W
+        W = W - basis @ C
+        C2 = basis.T @ W  # twice is enough
+        W = W - basis @ C2
+        C = (C + C2).double().cpu().numpy()
+        T[:m + w, m:m + w] = C
+        T[m:m + w, :m + w] = C.T
+        T[m:m + w, m:m + w] = 0.5 * (C[m:] + C[m:].T)
+        m += w
+        theta, S = np.linalg.eigh(T[:m, :m])
+        scale = max(scale, float(np.abs(theta).max()))
+        # next block: an orthonormal basis of the remainder's range (rank-revealing, so the block
+        # shrinks instead of taking noise when the Krylov space is (partly) invariant)
+        U, sig, Vh = torch.linalg.svd(W, full_matrices=False)
+        keep = sig > 1e-10 * max(scale, 1e-300)
+        R = (sig[:, None] * Vh).double().cpu().numpy()  # remainder = U R (all of it, for the residuals)
+        exhausted = not bool(keep.any()) or m >= n
+        if m >= k:
+            idx = _select(theta, k, which)
+            res = np.zeros(k) if m >= n else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
+            if np.all(res <= _limits(theta[idx], tol, scale, dtype)):
+                converged = True
+                break
+        if exhausted or count + int(keep.sum()) > max_iter:
+            break
+        block = U[:, keep]
+    idx = _select(theta, min(k, m), which)
+    res = np.zeros(len(idx)) if m >= n else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
+    order = np.argsort(-theta[idx])
+    idx, res = idx[order], res[order]
+    vecs = Q[:, :m] @ torch.as_tensor(S[:, idx], dtype=dtype, device=device) if return_eigenvectors else None
+    return SpectrumResult(eigenvalues=torch.as_tensor(theta[idx], dtype=dtype), eigenvectors=vecs,
+                          residuals=torch.as_tensor(res, dtype=dtype), converged=converged, num_matvecs=count,
+                          num_steps=m)
 
 
 def lanczos_coefficients(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,

@@ -4,15 +4,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from curvnb.curvature.params import FunctionalModel, has_batchnorm_in_training
+from curvnb.curvature.params import FunctionalModel, check_deterministic, has_batchnorm_in_training
 
 NTK_MODES = ("full", "trace")
 
 
 def output_jacobian(model: nn.Module, x: torch.Tensor, chunk_size: int | None = 64) -> torch.Tensor:
-    """Per-example Jacobians of the outputs w.r.t. the flat parameters: shape (N, C, P)."""
+    """Per-example Jacobians of the outputs w.r.t. the flat parameters: shape (N, C, P).
+
+    BatchNorm must be in ``eval()`` mode and stochastic modules (Dropout) must be off."""
     if has_batchnorm_in_training(model):
         raise ValueError("the per-example Jacobian needs BatchNorm layers in eval() mode; call model.eval()")
+    check_deterministic(model, False, what="Jacobian (and NTK)")
     fm = FunctionalModel(model)
 
     def single(params, xi):

@@ -57,17 +57,100 @@ def as_batches(data: Any) -> list[Batch]:
     return batches  # type: ignore[return-value]
 
 
+#: Modules that draw random numbers in ``train()`` mode (the Dropout family, RReLU).
+STOCHASTIC_MODULES: tuple[type, ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+#: Loss reductions whose batches can be combined exactly: ``"mean"`` (and KL's per-example
+#: ``"batchmean"``) weights batch b by n_b / N, ``"sum"`` by 1.
+REDUCTIONS = ("mean", "sum")
+
+
+def stochastic_modules(model: nn.Module) -> list[str]:
+    """Names (``"2 (Dropout)"``) of the submodules that are random in their current mode: the
+    Dropout family with p > 0 and RReLU, in ``train()`` mode. BatchNorm is not among them: in
+    ``train()`` mode it is a deterministic function of the batch."""
+    found = []
+    for name, m in model.named_modules():
+        if isinstance(m, STOCHASTIC_MODULES) and m.training and getattr(m, "p", 1.0) > 0:
+            found.append(f"{name or '<root>'} ({type(m).__name__})")
+    return found
+
+
+def check_deterministic(model: nn.Module, allow_stochastic: bool, what: str = "curvature") -> None:
+    """Refuse a model whose loss is random (stochastic modules in training mode) unless allowed."""
+    if allow_stochastic:
+        return
+    found = stochastic_modules(model)
+    if found:
+        raise ValueError(
+            f"the model has stochastic modules in training mode: {', '.join(found)}; the loss is random, so "
+            f"its {what} is not one well-defined quantity (two identical calls give different answers). Call "
+            "model.eval() first (or .eval() on just those modules, to keep BatchNorm batch statistics), or pass "
+            "allow_stochastic=True to measure the loss with one draw of the randomness per batch")
+
+
+def loss_reduction(loss_fn: Callable, reduction: str | None = None) -> str:
+    """The reduction of ``loss_fn`` over examples, ``"mean"`` or ``"sum"``.
+
+    ``reduction`` overrides it; otherwise ``loss_fn.reduction`` where the loss has one (torch's loss
+    modules), else ``"mean"`` (a plain function is assumed to return the mean loss of its batch).
+    ``"none"`` is refused: the operators need a scalar loss."""
+    r = reduction if reduction is not None else getattr(loss_fn, "reduction", "mean")
+    if r == "batchmean":  # KLDivLoss: sum over the batch / batch size, a per-example mean
+        r = "mean"
+    if r not in REDUCTIONS:
+        raise ValueError(f"loss reduction {r!r} is not supported: the curvature operators need a scalar loss "
+                         f"that is the mean (or the sum) of per-example losses; use reduction='mean' or 'sum'"
+                         + (" (for per-example gradients use per_example_grads)" if r == "none" else ""))
+    return r
+
+
+def batch_weights(loss_fn: Callable, batches: Sequence[Batch], reduction: str, num_examples: int | None = None,
+                  distributed: bool = False) -> list[float]:
+    """The weight of each batch's loss in the loss over all ``num_examples`` examples (default: the
+    examples of ``batches``): n_b / N for ``"mean"``, 1 for ``"sum"``.
+
+    A mean that is not over examples cannot be combined by batch size: class-weighted losses
+    (``weight=``) and targets equal to ``ignore_index`` are refused when there is more than one batch."""
+    n = num_examples if num_examples is not None else sum(len(x) for x, _ in batches)
+    if reduction == "sum":
+        return [1.0] * len(batches)
+    if len(batches) > 1 or distributed:
+        if getattr(loss_fn, "weight", None) is not None:
+            raise ValueError("a class-weighted mean loss (weight=...) divides by the batch's total weight, not "
+                             "its size, so several batches cannot be combined exactly; pass one batch, or use "
+                             "reduction='sum' and divide the result by the total weight yourself")
+        ignore = getattr(loss_fn, "ignore_index", None)
+        if ignore is not None and any(bool((y == ignore).any()) for _, y in batches if not y.is_floating_point()):
+            raise ValueError(f"targets equal to ignore_index={ignore} make the mean loss divide by the number "
+                             "of kept targets, not the batch size, so several batches cannot be combined "
+                             "exactly; drop those examples, pass one batch, or use reduction='sum'")
+    return [len(x) / n for x, _ in batches]
+
+
+def scalar_loss(value: torch.Tensor) -> torch.Tensor:
+    """``value`` if it is a scalar loss, else a clear error (a loss with ``reduction="none"``)."""
+    if value.dim() != 0:
+        if value.numel() == 1:
+            return value.reshape(())
+        raise ValueError(f"loss_fn returned a tensor of shape {tuple(value.shape)}, not a scalar: the operators "
+                         "need the mean (or sum) over the batch; use reduction='mean'")
+    return value
+
+
 class FunctionalModel:
     """``model`` as a pure function of its trainable parameters (a tuple of tensors).
 
     Buffers (e.g. BatchNorm running statistics) are passed as copies, so evaluating the
     operators never changes the model. The model is evaluated in the mode it is in: a model
     with BatchNorm in ``train()`` mode uses batch statistics (the curvature of the training
-    loss of that batch); in ``eval()`` mode it uses the running statistics. Dropout should be
-    off (``eval()``), otherwise the loss is random and no operator is well defined.
+    loss of that batch); in ``eval()`` mode it uses the running statistics. Stochastic modules
+    (Dropout) in ``train()`` mode make the loss random: they are refused (see
+    :func:`check_deterministic`) unless ``allow_stochastic=True``.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, allow_stochastic: bool = True):
+        check_deterministic(model, allow_stochastic)
         self.model = model
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
@@ -88,8 +171,8 @@ class FunctionalModel:
         return torch.func.functional_call(self.model, state, (x,))
 
     def loss(self, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor) -> Callable:
-        """``params -> loss_fn(model(params, x), y)``."""
-        return lambda params: loss_fn(self(params, x), y)
+        """``params -> loss_fn(model(params, x), y)``, checked to be a scalar."""
+        return lambda params: scalar_loss(loss_fn(self(params, x), y))
 
     def unflatten(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(unflatten_like(v, self.params))

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from curvnb.curvature.lanczos import WHICH, SpectrumResult, lanczos, lanczos_tridiagonal, random_unit_vector
+from curvnb.curvature.lanczos import (WHICH, SpectrumResult, block_lanczos, check_tolerance, lanczos,
+                                     lanczos_tridiagonal, random_unit_vector)
 from curvnb.curvature.operators import CurvatureOperator
 
 BACKENDS = ("lanczos", "scipy")
@@ -38,20 +39,39 @@ def eigsh_operator(op: CurvatureOperator, *, k: int = 1, which: str = "LA", tol:
                           converged=bool(np.all(res <= tol * np.abs(vals) + 1e-12)), num_matvecs=num)
 
 
+def default_block_size(op: Any, k: int) -> int:
+    """Block size when none is given: 1 (single-vector Lanczos) on the CPU, where products of a
+    block do not batch, and k on accelerators, where the k products of a block run as one pass."""
+    return 1 if torch.device(op.device).type == "cpu" else k
+
+
 def operator_eigenvalues(op: CurvatureOperator, k: int = 1, which: str = "LA", tol: float = 1e-3,
                          return_eigenvectors: bool = False, seed: int = 0, max_iter: int | None = None,
-                         backend: str = "lanczos", bound: str = "residual") -> SpectrumResult:
-    """k extreme eigenvalues of any :class:`CurvatureOperator` (Hessian or GGN)."""
+                         backend: str = "lanczos", bound: str = "residual",
+                         block_size: int | None = None) -> SpectrumResult:
+    """k extreme eigenvalues of any :class:`CurvatureOperator` (Hessian or GGN).
+
+    ``block_size`` b > 1 runs :func:`~curvnb.curvature.lanczos.block_lanczos` (finds eigenvalues of
+    multiplicity ≤ b with all their copies; products of a block batched with ``op.matmat``); the
+    default is 1 on the CPU and k on accelerators. ``tol`` below the dtype's precision is refused."""
     if which not in WHICH:
         raise ValueError(f"unknown which {which!r}: allowed values are {', '.join(map(repr, WHICH))}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: allowed values are {', '.join(map(repr, BACKENDS))}")
+    check_tolerance(tol, op.dtype)
     if backend == "scipy":
         return eigsh_operator(op, k=k, which=which, tol=tol, return_eigenvectors=return_eigenvectors,
                               seed=seed, max_iter=max_iter)
     start = op.num_matvecs
-    res = lanczos(op.matvec, op.shape[0], k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
-                  dtype=op.dtype, device=op.device, return_eigenvectors=return_eigenvectors, bound=bound)
+    b = default_block_size(op, k) if block_size is None else int(block_size)
+    if b > 1:
+        if bound != "residual":
+            raise ValueError("block Lanczos stops on the residual bound only; use bound='residual' or block_size=1")
+        res = block_lanczos(op.matmat, op.shape[0], k=k, block_size=b, which=which, tol=tol, max_iter=max_iter,
+                            seed=seed, dtype=op.dtype, device=op.device, return_eigenvectors=return_eigenvectors)
+    else:
+        res = lanczos(op.matvec, op.shape[0], k=k, which=which, tol=tol, max_iter=max_iter, seed=seed,
+                      dtype=op.dtype, device=op.device, return_eigenvectors=return_eigenvectors, bound=bound)
     res.num_matvecs = op.num_matvecs - start
     return res
 
@@ -59,19 +79,23 @@ def operator_eigenvalues(op: CurvatureOperator, k: int = 1, which: str = "LA", t
 def hessian_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int = 1, which: str = "LA",
                         tol: float = 1e-3, return_eigenvectors: bool = False, seed: int = 0,
                         max_iter: int | None = None, backend: str = "lanczos", kind: str = "hessian",
-                        method: str = "reuse", bound: str = "residual") -> SpectrumResult:
+                        method: str = "auto", bound: str = "residual", block_size: int | None = None,
+                        **kwargs: Any) -> SpectrumResult:
     """The k largest (``which="LA"``), smallest (``"SA"``) or largest-magnitude (``"LM"``) Hessian eigenvalues.
 
     Returns a :class:`SpectrumResult`: ``eigenvalues`` sorted descending, ``eigenvectors`` (P, k) if asked,
     Ritz ``residuals`` ‖Hy − θy‖ (each value is within its residual of a true eigenvalue),
     ``converged`` (all residuals ≤ ``tol``·|θ|) and ``num_matvecs``. ``backend="scipy"`` uses ARPACK's
-    ``eigsh`` instead of our torch Lanczos; ``kind="ggn"`` gives the Gauss–Newton spectrum.
+    ``eigsh`` instead of our torch Lanczos; ``kind="ggn"`` gives the Gauss–Newton spectrum;
+    ``block_size`` as in :func:`operator_eigenvalues`.
     ``bound="gap"`` stops on the gap-based error estimate min(r, r²/gap) instead of the residual r:
     fewer products, but only an estimate that can stop early with errors above ``tol`` (see
-    :func:`curvnb.curvature.lanczos`); the default ``"residual"`` is a guarantee."""
-    op = CurvatureOperator(model, loss_fn, data, kind=kind, method=method)
+    :func:`curvnb.curvature.lanczos`); the default ``"residual"`` is a guarantee. Other keyword
+    arguments (``reduction``, ``allow_stochastic``, ``process_group``, ``cache``) go to
+    :class:`CurvatureOperator`."""
+    op = CurvatureOperator(model, loss_fn, data, kind=kind, method=method, **kwargs)
     return operator_eigenvalues(op, k=k, which=which, tol=tol, return_eigenvectors=return_eigenvectors,
-                                seed=seed, max_iter=max_iter, backend=backend, bound=bound)
+                                seed=seed, max_iter=max_iter, backend=backend, bound=bound, block_size=block_size)
 
 
 def operator_trace(op: CurvatureOperator, num_samples: int, seed: int = 0,
@@ -89,9 +113,12 @@ def operator_trace(op: CurvatureOperator, num_samples: int, seed: int = 0,
 
 
 def hessian_trace(model: nn.Module, loss_fn: Callable, data: Any, num_samples: int = 100, seed: int = 0,
-                  kind: str = "hessian") -> tuple[float, float]:
-    """Hutchinson estimate of tr(H) = E[zᵀHz] (Rademacher z) and its standard error."""
-    return operator_trace(CurvatureOperator(model, loss_fn, data, kind=kind), num_samples, seed=seed)
+                  kind: str = "hessian", **kwargs: Any) -> tuple[float, float]:
+    """Hutchinson estimate of tr(H) = E[zᵀHz] (Rademacher z) and its standard error.
+
+    Keyword arguments (``method``, ``reduction``, ``allow_stochastic``, ``process_group``) go to
+    :class:`CurvatureOperator`."""
+    return operator_trace(CurvatureOperator(model, loss_fn, data, kind=kind, **kwargs), num_samples, seed=seed)
 
 
 def slq_nodes(op: CurvatureOperator, num_runs: int = 10, num_steps: int = 80,
@@ -130,11 +157,12 @@ def density_from_nodes(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray 
 
 def hessian_density(model: nn.Module, loss_fn: Callable, data: Any, num_runs: int = 10, num_steps: int = 80,
                     grid: np.ndarray | int = 1000, sigma: float | None = None, seed: int = 0,
-                    kind: str = "hessian") -> tuple[np.ndarray, np.ndarray]:
+                    kind: str = "hessian", **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
     """Spectral density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al. 2019, PyHessian).
 
     ``num_runs`` Rademacher probes, ``num_steps`` Lanczos steps each; returns ``(grid, density)`` with
-    the density (per unit eigenvalue) smoothed by a Gaussian of width ``sigma`` (default 1 % of the range)."""
-    op = CurvatureOperator(model, loss_fn, data, kind=kind)
+    the density (per unit eigenvalue) smoothed by a Gaussian of width ``sigma`` (default 1 % of the range).
+    Keyword arguments go to :class:`CurvatureOperator`."""
+    op = CurvatureOperator(model, loss_fn, data, kind=kind, **kwargs)
     nodes, weights = slq_nodes(op, num_runs=num_runs, num_steps=num_steps, seed=seed)
     return density_from_nodes(nodes, weights, grid=grid, sigma=sigma)

@@ -5,9 +5,11 @@
   through the ``n_out n_in`` function-space kernel ``JJᵀ`` (no ``P × P`` matrix).
 * :class:`BlockDiagonalNaturalGradient` — layer-wise Kronecker factors (K-FAC) for ``nn.Linear``
   layers of any network, ``ΔW = −lr (B + δ)^{−α} ∇W (A + δ)^{−α}`` with ``A = E[a aᵀ]`` (layer
-  inputs, with a 1 appended for the bias) and ``B = E[Σ_k g_k g_kᵀ]`` (the backpropagated columns
-  of the loss's output-Hessian square root). Exact block-diagonal Gauss–Newton for a deep linear
-  network on whitened inputs with the squared loss.
+  inputs, with a 1 appended for a trainable bias) and ``B = E[Σ_k g_k g_kᵀ]`` (the backpropagated
+  columns of the loss's output-Hessian square root). Exact block-diagonal Gauss–Newton for a deep
+  linear network on whitened inputs with the squared loss. Trainable parameters outside
+  ``nn.Linear`` layers (convolutions, norms, …) are refused unless ``unsupported="sgd"`` (then they
+  take plain gradient steps, with a warning naming them); frozen parameters are skipped.
 
 Both follow the ordinary loop ``zero_grad(); loss.backward(); step(...)`` and share the maths with
 :mod:`curvnb.linear.dynamics`. Negative powers are pseudo-powers: eigenvalues at or below
@@ -17,6 +19,7 @@ A non-finite update raises :class:`FloatingPointError` naming the step, or with
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -25,9 +28,10 @@ from torch import nn
 from curvnb.linear.dynamics import full_natural_direction, kronecker_direction
 from curvnb.linear.network import end_to_end
 
-__all__ = ["FractionalNaturalGradient", "BlockDiagonalNaturalGradient", "NONFINITE_POLICIES"]
+__all__ = ["FractionalNaturalGradient", "BlockDiagonalNaturalGradient", "NONFINITE_POLICIES", "UNSUPPORTED_POLICIES"]
 
 NONFINITE_POLICIES = ("raise", "mark")
+UNSUPPORTED_POLICIES = ("raise", "sgd")
 OUTPUT_LOSSES = ("mse", "cross_entropy")
 
 
@@ -87,6 +91,11 @@ class FractionalNaturalGradient(_CurvatureOptimizer):
         if any(layer.bias is not None for layer in layers):
             raise ValueError("FractionalNaturalGradient needs bias-free nn.Linear layers (a deep linear network)")
         weights = [layer.weight for layer in layers]
+        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+        if frozen:
+            raise ValueError(f"FractionalNaturalGradient preconditions the whole chain W_d⋯W_1 and needs every "
+                             f"layer trainable; frozen: {', '.join(frozen)} (use BlockDiagonalNaturalGradient, "
+                             "which skips frozen layers)")
         trainable = [p for p in model.parameters() if p.requires_grad]
         if len(trainable) != len(weights) or any(p is not w for p, w in zip(trainable, weights)):
             raise ValueError("every trainable parameter must be an nn.Linear weight, in forward order")
@@ -127,7 +136,12 @@ def _check_is_linear_chain(model: nn.Module, weights: list[torch.Tensor]) -> Non
 
 class BlockDiagonalNaturalGradient(_CurvatureOptimizer):
     """Layer-wise fractional natural gradient with Kronecker factors (fractional K-FAC) for every
-    ``nn.Linear`` layer of ``model``; other parameters are left alone (they get no update).
+    trainable ``nn.Linear`` layer of ``model`` (frozen layers are skipped; a frozen bias just drops
+    the appended 1).
+
+    Trainable parameters it cannot precondition (convolutions, norm layers, a trainable bias of a
+    frozen ``nn.Linear`` weight, …) are refused with an error naming them, unless
+    ``unsupported="sgd"``: then they take plain gradient steps ``−lr ∇p`` (with a warning naming them).
 
     Call ``step(inputs)`` after ``loss.backward()``: the factors are recomputed on ``inputs`` every
     ``update_every`` steps and averaged as ``F ← decay F + (1 − decay) F_new`` (``decay = 0`` keeps
@@ -137,18 +151,40 @@ class BlockDiagonalNaturalGradient(_CurvatureOptimizer):
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1.0, *, damping: float = 0.0,
                  rcond: float = 1e-12, loss: str = "mse", factor_decay: float = 0.0, update_every: int = 1,
-                 on_nonfinite: str = "raise"):
+                 on_nonfinite: str = "raise", unsupported: str = "raise"):
         if loss not in OUTPUT_LOSSES:
             raise ValueError(f"unknown loss {loss!r}: allowed values are {', '.join(map(repr, OUTPUT_LOSSES))}")
         if not 0.0 <= factor_decay < 1.0:
             raise ValueError(f"factor_decay must lie in [0, 1), got {factor_decay}")
         if update_every < 1:
             raise ValueError(f"update_every must be at least 1, got {update_every}")
-        self.model, self.layers = model, _linear_layers(model)
+        if unsupported not in UNSUPPORTED_POLICIES:
+            raise ValueError(f"unknown unsupported {unsupported!r}: allowed values are "
+                             f"{', '.join(map(repr, UNSUPPORTED_POLICIES))}")
+        _linear_layers(model)  # at least one nn.Linear
+        self.model = model
+        self.layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.requires_grad]
+        if not self.layers:
+            raise ValueError("every nn.Linear layer of the model is frozen: nothing to precondition")
+        covered = {id(p) for layer in self.layers for p in (layer.weight, self._bias(layer)) if p is not None}
+        others = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+        if others and unsupported == "raise":
+            raise ValueError(f"BlockDiagonalNaturalGradient preconditions only trainable nn.Linear layers; these "
+                             f"trainable parameters would get no update: {', '.join(n for n, _ in others)}. "
+                             "Freeze them, or pass unsupported='sgd' to give them plain gradient steps")
+        if others:
+            warnings.warn("BlockDiagonalNaturalGradient: plain gradient steps (no preconditioning) for "
+                          + ", ".join(n for n, _ in others), stacklevel=2)
+        self.plain = [p for _, p in others]
         self.loss, self.factor_decay, self.update_every = loss, factor_decay, update_every
         self.factors: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (output B, input A) per layer
-        params = [p for layer in self.layers for p in (layer.weight, layer.bias) if p is not None]
+        params = [p for layer in self.layers for p in (layer.weight, self._bias(layer)) if p is not None] + self.plain
         super().__init__(params, lr=lr, alpha=alpha, damping=damping, rcond=rcond, on_nonfinite=on_nonfinite)
+
+    @staticmethod
+    def _bias(layer: nn.Linear) -> torch.Tensor | None:
+        """The layer's bias if it is trained (a frozen bias is a constant input shift, not preconditioned)."""
+        return layer.bias if layer.bias is not None and layer.bias.requires_grad else None
 
     def update_factors(self, inputs: torch.Tensor) -> None:
         """Recompute the Kronecker factors on ``inputs`` (one forward pass and one backward pass per
@@ -179,7 +215,7 @@ class BlockDiagonalNaturalGradient(_CurvatureOptimizer):
         new = []
         for layer, (a, _), b in zip(self.layers, records, output_factors):
             a = a.reshape(-1, a.shape[-1])
-            if layer.bias is not None:
+            if self._bias(layer) is not None:
                 a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
             new.append((b, a.T @ a / n))
         if self.factors is None or self.factor_decay == 0.0:
@@ -203,19 +239,24 @@ class BlockDiagonalNaturalGradient(_CurvatureOptimizer):
         group = self.param_groups[0]
         params, updates = [], []
         for layer, (out_factor, in_factor) in zip(self.layers, self.factors):
-            if layer.weight.grad is None:
+            bias = self._bias(layer)
+            if layer.weight.grad is None or (bias is not None and bias.grad is None):
                 raise RuntimeError("BlockDiagonalNaturalGradient.step() needs gradients: call loss.backward() first")
             grad = layer.weight.grad
-            if layer.bias is not None:
-                grad = torch.cat([grad, layer.bias.grad[:, None]], dim=1)
+            if bias is not None:
+                grad = torch.cat([grad, bias.grad[:, None]], dim=1)
             direction = kronecker_direction(grad, out_factor, in_factor, group["alpha"],
                                             damping=group["damping"], rcond=group["rcond"])
-            if layer.bias is not None:
-                params += [layer.weight, layer.bias]
+            if bias is not None:
+                params += [layer.weight, bias]
                 updates += [-group["lr"] * direction[:, :-1], -group["lr"] * direction[:, -1]]
             else:
                 params.append(layer.weight)
                 updates.append(-group["lr"] * direction)
+        for p in self.plain:  # unsupported="sgd": plain gradient steps
+            if p.grad is not None:
+                params.append(p)
+                updates.append(-group["lr"] * p.grad)
         self._apply(params, updates)
         return loss
 
