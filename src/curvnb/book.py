@@ -318,6 +318,22 @@ def copy_frames(target: Path) -> None:
                             ignore=shutil.ignore_patterns("manifest.json"))
 
 
+def stage_seed_robustness(stage: Path, titles: dict[str, str], pages: dict[str, str]) -> None:
+    """Write the seed-robustness appendix page (``book/seed_robustness.md``, from every claims file
+    under ``_build/sweeps/``) into the staged book, and link it from the staged scorecard."""
+    from curvnb.robustness import PAGE, TITLE, robustness_markdown
+    from curvnb.sweep import sweep_results
+
+    staged = {cid: page for cid, page in pages.items() if (stage / "book" / f"{page}.ipynb").exists()}
+    (stage / "book" / f"{PAGE}.md").write_text(robustness_markdown(sweep_results(), titles, staged))
+    scorecard = stage / "book" / "scorecard.md"
+    if scorecard.exists():   # after its opening paragraph
+        parts = scorecard.read_text().split("\n\n")
+        link = (f"How each claim fares over other seeds (`curvnb sweep`) is on the [{TITLE.lower()}]({PAGE}.md) "
+                "page.")
+        scorecard.write_text("\n\n".join(parts[:2] + [link] + parts[2:]))
+
+
 def stage_book() -> Path:
     """Lay out ``_build/site`` as the repository would look with every chapter executed."""
     import yaml
@@ -358,6 +374,7 @@ def stage_book() -> Path:
     pages = {c.id: c.path.stem for c in chapters()}
     notes = {name: stale_warning(failure) for name, failure in stale.items()}
     (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes))
+    stage_seed_robustness(stage, titles, pages)
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def exists(stem: str) -> bool:

@@ -1,4 +1,4 @@
-"""The ``curvnb`` command: ``list``, ``run`` and ``build``."""
+"""The ``curvnb`` command: ``list``, ``run``, ``build``, ``book`` and ``sweep``."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,38 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--profile", choices=PROFILES, default="quick")
     book.add_argument("--device", choices=DEVICES, default="auto")
     book.add_argument("--seed", type=int, default=0)
+    sweep = sub.add_parser("sweep", help="run chapters × seeds × profiles as tasks (process pool or Ray) "
+                           "into _build/sweeps/; completed tasks are not rerun")
+    sweep.add_argument("chapters", nargs="*", help="chapter ids (default: all)")
+    seeds = sweep.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="the seeds to run")
+    seeds.add_argument("--num-seeds", type=int, metavar="N", help="run seeds 0 … N-1 (default: 3)")
+    sweep.add_argument("--profile", choices=PROFILES, nargs="+", default=["quick"], help="one or more profiles")
+    sweep.add_argument("--device", choices=DEVICES, default="auto")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: a process pool on this machine; ray: a local Ray cluster, or --address")
+    sweep.add_argument("--address", help="join the Ray cluster at this address (e.g. auto); implies --engine ray")
+    sweep.add_argument("--gpus-per-task", type=float, default=0, metavar="G", help="GPUs per task (Ray)")
+    sweep.add_argument("--max-parallel", type=int, metavar="K",
+                       help="at most K tasks at once (default: local, half the CPUs or 1 on CUDA; "
+                            "ray, as many as the cluster's resources allow)")
     return p
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    """``curvnb sweep``: every expected failure becomes a ``ValueError`` (one line, exit 2)."""
+    from curvnb.sweep import run_sweep
+
+    if args.num_seeds is not None and args.num_seeds < 1:
+        raise ValueError(f"--num-seeds must be at least 1, got {args.num_seeds}")
+    seeds = args.seeds if args.seeds is not None else range(args.num_seeds or 3)
+    engine = "ray" if args.address else args.engine
+    report = run_sweep(args.chapters, seeds, args.profile, device=args.device, engine=engine,
+                       address=args.address, gpus_per_task=args.gpus_per_task, max_parallel=args.max_parallel)
+    if report.failed:
+        names = ", ".join(f"{t.chapter} seed {t.seed} ({t.profile})" for t in report.failed)
+        raise ValueError(f"{len(report.failed)} sweep task(s) failed after a retry: {names}; the other results "
+                         "are kept, and running the same command again reruns only what is missing")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("run", "book"):
             book.run_chapters(getattr(args, "chapters", None), profile=args.profile, device=args.device,
                               seed=args.seed)
+        if args.command == "sweep":
+            _sweep(args)
         if args.command in ("build", "book"):
             index = book.build_book(strict=getattr(args, "strict", False))
             print(f"open {index}")
@@ -61,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "its messages are above", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("curvnb: interrupted; finished chapters are kept, the interrupted one is marked stale",
-              file=sys.stderr)
+        if args.command == "sweep":
+            print("curvnb: interrupted; completed sweep tasks are kept: run the same command to resume",
+                  file=sys.stderr)
+        else:
+            print("curvnb: interrupted; finished chapters are kept, the interrupted one is marked stale",
+                  file=sys.stderr)
         return 130
     print(f"total time {time.perf_counter() - start:.1f} s")
     return 0

@@ -1,0 +1,388 @@
+"""``curvnb sweep``: grid, cache skipping, resume and failures as unit tests (an in-process engine
+and fake tasks); then the local and the Ray engine each executing the ``intro`` chapter for two
+seeds, compared with a plain ``curvnb run intro --seed 1``; and the seed-robustness page."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from curvnb import sweep
+from curvnb.claims import read_claims_file
+from curvnb.cli import main
+from curvnb import robustness
+from curvnb.robustness import dot_plot_svg, robustness_markdown
+from curvnb.sweep import Task, TaskFailed, TaskInput, TaskOutput, expand_grid, run_sweep
+
+HASH = "0" * 64
+NB = {"intro": "01_intro.ipynb", "toolkit": "02_toolkit.ipynb"}
+
+
+# --------------------------------------------------------------------------- helpers
+def fake_output(task: Task, sources: str = HASH, passed: bool = True, value: float = 1.0) -> TaskOutput:
+    """What a worker would return for ``task``: a claims file (one claim) and an executed notebook."""
+    run = {"chapter": task.chapter, "seed": task.seed, "profile": task.profile, "device": "cpu",
+           "sources_sha256": sources, "torch": "x"}
+    claim = {"id": "c", "statement": "s", "measured": {"ratio": value}, "threshold": "> 0", "passed": passed,
+             "profile": task.profile, "kind": "paper", "seeds": 1, "interval": None, "source": "Sec. 1"}
+    files = {f"claims/{task.chapter}.json": json.dumps({"format": 2, "run": run, "claims": [claim]}).encode(),
+             f"executed/{NB[task.chapter]}": b"{}", f"cache/{task.chapter}/k.pkl": b"entry"}
+    return TaskOutput(task, files, 0.01, "test")
+
+
+class InlineEngine:
+    """Runs each task at submission, in this process: the driver's logic without processes."""
+
+    name, startup_s = "inline", 0.0
+
+    def submit(self, fn, payload):
+        future: Future = Future()
+        try:
+            future.set_result(fn(payload))
+        except Exception as exc:  # noqa: BLE001 - handed to the driver like a worker's failure
+            future.set_exception(exc)
+        return future
+
+    def wait(self, handles, timeout):
+        return list(handles)
+
+    def result(self, handle):
+        return handle.result()
+
+    def close(self, cancel=False):
+        pass
+
+
+def inline_sweep(tmp_path: Path, fn, seeds=(0, 1), chapters=("intro",), **kwargs) -> sweep.SweepReport:
+    lines: list[str] = []
+    report = run_sweep(list(chapters), seeds, ["quick"], engine=InlineEngine(), sweeps_root=tmp_path / "sweeps",
+                       task_fn=fn, sources_sha256=HASH, echo=lines.append, **kwargs)
+    report.lines = lines  # type: ignore[attr-defined]
+    return report
+
+
+# --------------------------------------------------------------------------- unit tests
+def test_grid_is_profiles_by_chapters_by_seeds_without_duplicates():
+    tasks = expand_grid(["intro", "toolkit", "intro"], [2, 0, 2], ["quick", "full"], "cpu")
+    assert [(t.profile, t.chapter, t.seed) for t in tasks] == [
+        (p, c, s) for p in ("quick", "full") for c in ("intro", "toolkit") for s in (2, 0)]
+    assert all(t.device == "cpu" for t in tasks)
+    assert Task("quick", "intro", 3).folder(Path("/s")) == Path("/s/quick/intro/seed-3")
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        expand_grid(["intro"], [-1], ["quick"])
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        expand_grid(["intro"], [0], ["huge"])
+    with pytest.raises(ValueError, match="at least one seed"):
+        expand_grid(["intro"], [], ["quick"])
+
+
+def test_completed_tasks_are_skipped_only_with_current_sources(tmp_path):
+    root = tmp_path / "sweeps"
+    complete, stale, partial, other_seed, cuda = (Task("quick", "intro", s) for s in range(5))
+    sweep.store_output(fake_output(complete), complete.folder(root))
+    sweep.store_output(fake_output(stale, sources="1" * 64), stale.folder(root))
+    out = fake_output(partial)
+    del out.files["executed/01_intro.ipynb"]
+    sweep.store_output(out, partial.folder(root))
+    sweep.store_output(fake_output(Task("quick", "intro", 9)), other_seed.folder(root))   # wrong seed inside
+    sweep.store_output(fake_output(cuda), cuda.folder(root))
+    tasks = [complete, stale, partial, other_seed, cuda]
+    todo, done = sweep.pending_tasks(tasks, root, NB, HASH)
+    assert done == [complete, cuda] and todo == [stale, partial, other_seed]
+    # an explicit device must match the stored run's device type; "auto" accepts any
+    on_cuda = Task("quick", "intro", 4, "cuda")
+    assert sweep.pending_tasks([on_cuda], root, NB, HASH) == ([on_cuda], [])
+    on_cpu = Task("quick", "intro", 4, "cpu")
+    assert sweep.pending_tasks([on_cpu], root, NB, HASH) == ([], [on_cpu])
+
+
+def test_rerun_does_no_work_and_interrupted_sweep_resumes(tmp_path):
+    calls: list[int] = []
+
+    def interrupted_after_two(payload: TaskInput) -> TaskOutput:
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(payload.task.seed)
+        return fake_output(payload.task)
+
+    with pytest.raises(KeyboardInterrupt):
+        inline_sweep(tmp_path, interrupted_after_two, seeds=range(4))
+    assert calls == [0, 1]
+    calls.clear()
+
+    def counting(payload: TaskInput) -> TaskOutput:
+        calls.append(payload.task.seed)
+        # the earlier run's cache entries travel with the task (reused where still valid)
+        assert payload.cache == ({} if payload.task.seed >= 2 else {"cache/intro/k.pkl": b"entry"})
+        return fake_output(payload.task)
+
+    report = inline_sweep(tmp_path, counting, seeds=range(4))
+    assert calls == [2, 3] and [t.seed for t in report.skipped] == [0, 1] and not report.failed
+    assert "2 already done, 2 to run" in report.lines[0]
+    calls.clear()
+    report = inline_sweep(tmp_path, counting, seeds=range(4))
+    assert calls == [] and len(report.skipped) == 4 and "4 already done, 0 to run" in report.lines[0]
+
+
+def test_failing_seed_is_retried_once_reported_and_leaves_other_results_intact(tmp_path):
+    root = tmp_path / "sweeps"
+    # an earlier result of the failing seed (older sources): kept, not deleted by the failure
+    old = Task("quick", "intro", 1)
+    sweep.store_output(fake_output(old, sources="1" * 64, value=7.0), old.folder(root))
+    attempts: list[int] = []
+
+    def seed_1_raises(payload: TaskInput) -> TaskOutput:
+        attempts.append(payload.task.seed)
+        if payload.task.seed == 1:
+            raise TaskFailed("chapter intro failed in cell 5: ValueError: boom", b'{"cells": []}')
+        return fake_output(payload.task, value=3.0)
+
+    report = inline_sweep(tmp_path, seed_1_raises, seeds=(0, 1, 2))
+    assert attempts.count(1) == 2 and attempts.count(0) == attempts.count(2) == 1
+    assert report.failed == {old: "chapter intro failed in cell 5: ValueError: boom"}
+    assert [t.seed for t in report.ran] == [0, 2]
+    text = "\n".join(report.lines)
+    assert "failed: intro seed 1 (quick) (attempt 1 of 2): chapter intro failed in cell 5" in text
+    assert "retrying" in text and "(attempt 2 of 2)" in text
+    for seed in (0, 2):
+        run, records = read_claims_file(root / "quick" / "intro" / f"seed-{seed}" / "claims" / "intro.json")
+        assert run["seed"] == seed and records[0]["measured"] == {"ratio": 3.0}
+    run, records = read_claims_file(old.folder(root) / "claims" / "intro.json")
+    assert records[0]["measured"] == {"ratio": 7.0}          # the older result is still whole
+    failed = root / "failed" / "quick" / "intro" / "seed-1"
+    assert "boom" in (failed / "error.txt").read_text() and (failed / "01_intro.ipynb").exists()
+    assert not list((root / "quick" / "intro").glob(".*"))   # no temporary folders left
+
+
+def test_a_task_that_fails_once_succeeds_on_retry_and_clears_its_failure(tmp_path):
+    seen: set[int] = set()
+
+    def flaky(payload: TaskInput) -> TaskOutput:
+        if payload.task.seed not in seen:
+            seen.add(payload.task.seed)
+            raise sweep.WorkerDied("its worker process died (killed or out of memory)")
+        return fake_output(payload.task)
+
+    sweep._store_failure(Task("quick", "intro", 0), tmp_path / "sweeps", "01_intro.ipynb", "old", None)
+    report = inline_sweep(tmp_path, flaky)
+    assert not report.failed and len(report.ran) == 2 and len(report.retried) == 2
+    assert not (tmp_path / "sweeps" / "failed" / "quick" / "intro" / "seed-0").exists()
+    meta = json.loads((tmp_path / "sweeps" / "quick" / "intro" / "seed-0" / "task.json").read_text())
+    assert meta["attempts"] == 2 and meta["seed"] == 0
+
+
+def test_incomplete_output_is_a_failure_and_bad_paths_are_refused(tmp_path):
+    def no_notebook(payload):
+        out = fake_output(payload.task)
+        del out.files["executed/01_intro.ipynb"]
+        return out
+
+    report = inline_sweep(tmp_path, no_notebook, seeds=(0,))
+    assert "wrote no executed/01_intro.ipynb" in report.failed[Task("quick", "intro", 0)]
+    folder = tmp_path / "x" / "seed-0"
+    sweep.store_output(fake_output(Task("quick", "intro", 0)), folder)
+    evil = fake_output(Task("quick", "intro", 0))
+    evil.files["../../escape.txt"] = b"no"
+    with pytest.raises(ValueError, match="outside its folder"):
+        sweep.store_output(evil, folder)
+    assert (folder / "claims" / "intro.json").exists() and not (tmp_path / "escape.txt").exists()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["seed-0"]   # old result whole, no leftovers
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sweep", "no_such_chapter", "--seeds", "0"], "unknown chapter(s) ['no_such_chapter']"),
+    (["sweep", "intro", "--seeds", "-1"], "seed must be an integer in [0, 2**32)"),
+    (["sweep", "intro", "--num-seeds", "0"], "--num-seeds must be at least 1"),
+    (["sweep", "intro", "--gpus-per-task", "1"], "--gpus-per-task needs --engine ray"),
+    (["sweep", "intro", "--max-parallel", "0"], "--max-parallel must be at least 1"),
+])
+def test_sweep_cli_errors_are_one_line(capsys, args, needle):
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"curvnb: error: {err[-1][len('curvnb: error: '):]}"] and needle in err[-1]
+
+
+def test_failed_tasks_make_the_command_fail_with_one_line(tmp_path, capsys, monkeypatch):
+    def failing(payload):
+        raise TaskFailed("chapter intro failed in cell 2: RuntimeError: nope")
+
+    real = sweep.run_sweep
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: real(
+        *a, **{**k, "engine": InlineEngine(), "task_fn": failing, "sweeps_root": tmp_path, "sources_sha256": HASH}))
+    assert main(["sweep", "intro", "--seeds", "4"]) == 2
+    captured = capsys.readouterr()
+    assert "failed: intro seed 4 (quick) (attempt 2 of 2): chapter intro failed in cell 2" in captured.out
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("curvnb: error: 1 sweep task(s) failed after a retry: intro seed 4")
+
+
+# --------------------------------------------------------------------------- the page
+def _results(values_by_seed: dict[int, tuple[float, bool]], chapter="intro", profile="quick"):
+    out = []
+    for seed, (value, passed) in values_by_seed.items():
+        task = Task(profile, chapter, seed, "cpu")
+        data = json.loads(fake_output(task, passed=passed, value=value).files[f"claims/{chapter}.json"])
+        out.append((task, data["run"], data["claims"]))
+    return out
+
+
+def test_robustness_page_counts_seeds_and_shows_the_spread():
+    page = robustness_markdown(_results({0: (1.0, True), 1: (5.0, True), 2: (1000.0, False)}),
+                               {"intro": "Introduction"}, {"intro": "01_intro"})
+    assert "## Quick profile" in page and "### [Introduction](01_intro.ipynb)" in page
+    assert "reproduced in 2 of 3 seeds" in page and "Source: Sec. 1" in page
+    assert "ratio:<br>1 · 5 · 1e+03" in page           # min · median · max of the tested statistic
+    assert "95 % interval of the rate: [0.09, 0.99]" in page   # Clopper–Pearson, 2 of 3
+    assert "3 seed(s): 0, 1, 2; device(s): cpu" in page and "same curvnb sources" in page
+    assert page.count("<circle") == 3 and "log scale" in page
+    empty = robustness_markdown([])
+    assert "No sweep results yet" in empty and "curvnb sweep intro toolkit --num-seeds 3" in empty
+
+
+def test_tested_statistic_and_dot_plot():
+    assert robustness.tested_statistic({"measured": 2}) == ("measured", 2.0)
+    assert robustness.tested_statistic({"measured": {"name": "x", "nan": float("nan"), "drop": 3.5}}) == ("drop", 3.5)
+    assert robustness.tested_statistic({"measured": [1, 2]}) is None
+    svg = dot_plot_svg([1.0, 2.0], [True, False], [0, 1])
+    assert "linear scale" in svg and 'fill="none"' in svg and "seed 1: 2 (fails)" in svg
+
+
+def test_staged_book_has_the_page_and_the_scorecard_links_it(tmp_path, monkeypatch):
+    from curvnb import book
+
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path / "build"))
+    stage = tmp_path / "site"
+    (stage / "book").mkdir(parents=True)
+    (stage / "book" / "01_intro.ipynb").write_text("{}")
+    (stage / "book" / "scorecard.md").write_text("# Reproducibility scorecard\n\nIntro text.\n\n**summary**\n")
+    for seed in (0, 1):
+        task = Task("quick", "intro", seed)
+        sweep.store_output(fake_output(task), task.folder(sweep.sweeps_dir()))
+    book.stage_seed_robustness(stage, {"intro": "Introduction", "toolkit": "Toolkit"},
+                               {"intro": "01_intro", "toolkit": "02_toolkit"})
+    page = (stage / "book" / "seed_robustness.md").read_text()
+    assert "reproduced in 2 of 2 seeds" in page and "(01_intro.ipynb)" in page and "02_toolkit" not in page
+    scorecard = (stage / "book" / "scorecard.md").read_text()
+    assert scorecard.index("Intro text.") < scorecard.index("(seed_robustness.md)") < scorecard.index("**summary**")
+    toc = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()
+    assert toc.index("book/scorecard") < toc.index("book/seed_robustness")
+
+
+# --------------------------------------------------------------------------- real executions
+# Five executions of the intro chapter in all: a plain `curvnb run intro --seed 1`, a local
+# sweep of seeds 0 and 1, and a Ray sweep of seeds 0 and 1.
+
+def seed_2_raises(payload: TaskInput) -> TaskOutput:
+    """Seed 2's chapter fails (as a raising cell would); the others run for real."""
+    if payload.task.seed == 2:
+        raise TaskFailed("chapter intro failed in cell 4: RuntimeError: injected failure")
+    return sweep.execute_chapter_task(payload)
+
+
+def worker_dies_once(payload: TaskInput, marker: str) -> TaskOutput:
+    """Seed 1's first attempt kills its worker process; the retry runs for real."""
+    if payload.task.seed == 1 and not os.path.exists(marker):
+        Path(marker).write_text("killed once")
+        os._exit(1)
+    return sweep.execute_chapter_task(payload)
+
+
+def _records(path: Path) -> list[dict]:
+    return read_claims_file(path)[1]
+
+
+@pytest.fixture(scope="module")
+def plain_seed_1(tmp_path_factory) -> list[dict]:
+    """Claims of `curvnb run intro --seed 1`, the ordinary command, in a build folder of its own."""
+    build = tmp_path_factory.mktemp("plain") / "_build"
+    proc = subprocess.run([sys.executable, "-m", "curvnb.cli", "run", "intro", "--seed", "1", "--device", "cpu"],
+                          capture_output=True, text=True, env={**os.environ, "CURVNB_BUILD": str(build)},
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return _records(build / "claims" / "intro.json")
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """Seeds 0 and 1 executed by the local engine (two processes), seed 2 failing."""
+    build = tmp_path_factory.mktemp("local") / "_build"
+    lines: list[str] = []
+    old = os.environ.get("CURVNB_BUILD")
+    os.environ["CURVNB_BUILD"] = str(build)   # the sweep's default folder: _build/sweeps under it
+    try:
+        report = run_sweep(["intro"], [0, 1, 2], ["quick"], device="cpu", engine="local", max_parallel=2,
+                           task_fn=seed_2_raises, echo=lines.append, progress_every_s=10)
+    finally:
+        os.environ.pop("CURVNB_BUILD") if old is None else os.environ.__setitem__("CURVNB_BUILD", old)
+    return build, report, lines
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers need not import this file
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    print(f"\nray: local cluster with 2 CPUs started in {time.perf_counter() - start:.1f} s")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_local_engine_matches_plain_run_and_isolates_the_failing_seed(local_sweep, plain_seed_1):
+    build, report, lines = local_sweep
+    root = build / "sweeps"
+    assert sorted(t.seed for t in report.ran) == [0, 1]
+    assert list(report.failed) == [Task("quick", "intro", 2, "cpu")]
+    assert sum("failed: intro seed 2 (quick)" in line for line in lines) == 2   # retried once
+    assert sorted(p.name for p in build.iterdir()) == ["sweeps"]    # the main build is untouched
+    for seed in (0, 1):
+        folder = root / "quick" / "intro" / f"seed-{seed}"
+        run, records = read_claims_file(folder / "claims" / "intro.json")
+        assert run["seed"] == seed and run["profile"] == "quick" and run["device"] == "cpu"
+        assert (folder / "executed" / "01_intro.ipynb").stat().st_size > 1000
+        assert list((folder / "cache" / "intro").glob("*.pkl")) and list((folder / "figures" / "intro").rglob("*.png"))
+        assert json.loads((folder / "task.json").read_text())["attempts"] == 1
+    assert _records(root / "quick" / "intro" / "seed-1" / "claims" / "intro.json") == plain_seed_1
+    assert not (root / "quick" / "intro" / "seed-2").exists()
+    assert "injected failure" in (root / "failed" / "quick" / "intro" / "seed-2" / "error.txt").read_text()
+    assert any(line.startswith("[sweep ") and "2/3 done" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_rerunning_the_command_does_no_work(local_sweep, capsys, monkeypatch):
+    build, _, _ = local_sweep
+    stored = read_claims_file(build / "sweeps" / "quick" / "intro" / "seed-0" / "claims" / "intro.json")[0]
+    # other edits to curvnb while this module runs would (rightly) make the rerun recompute
+    monkeypatch.setattr("curvnb.chapter.package_sources_sha256", lambda: stored["sources_sha256"])
+    monkeypatch.setenv("CURVNB_BUILD", str(build))
+    assert main(["sweep", "intro", "--seeds", "0", "1", "--device", "cpu"]) == 0
+    assert "2 already done, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ray_engine_matches_local_and_retries_a_killed_worker(ray_cluster, local_sweep, plain_seed_1, tmp_path):
+    lines: list[str] = []
+    marker = tmp_path / "killed-once"
+    report = run_sweep(["intro"], [0, 1], ["quick"], device="cpu", engine="ray", sweeps_root=tmp_path / "sweeps",
+                       task_fn=functools.partial(worker_dies_once, marker=str(marker)), echo=lines.append,
+                       progress_every_s=10)
+    assert marker.exists() and not report.failed and sorted(t.seed for t in report.ran) == [0, 1]
+    assert report.retried == [Task("quick", "intro", 1, "cpu")]
+    assert any("failed: intro seed 1 (quick) (attempt 1 of 2): its Ray worker died" in line for line in lines)
+    local_root = local_sweep[0] / "sweeps" / "quick" / "intro"
+    for seed in (0, 1):
+        assert _records(tmp_path / "sweeps" / "quick" / "intro" / f"seed-{seed}" / "claims" / "intro.json") == \
+            _records(local_root / f"seed-{seed}" / "claims" / "intro.json")
+    assert _records(tmp_path / "sweeps" / "quick" / "intro" / "seed-1" / "claims" / "intro.json") == plain_seed_1
+    page = robustness_markdown(sweep.sweep_results(tmp_path / "sweeps"))
+    assert page.count("holds in 2 of 2 seeds") == len(plain_seed_1)
