@@ -236,7 +236,7 @@ def _results(values_by_seed: dict[int, tuple[float, bool]], chapter="intro", pro
 def test_robustness_page_counts_seeds_and_shows_the_spread():
     page = robustness_markdown(_results({0: (1.0, True), 1: (5.0, True), 2: (1000.0, False)}),
                                {"intro": "Introduction"}, {"intro": "01_intro"})
-    assert "## Quick profile" in page and "### [Introduction](01_intro.ipynb)" in page
+    assert "## Quick profile" in page and "### Introduction" in page and "(01_intro.ipynb)" in page
     assert "reproduced in 2 of 3 seeds" in page and "Source: Sec. 1" in page
     assert "ratio:<br>1 · 5 · 1e+03" in page           # min · median · max of the tested statistic
     assert "95 % interval of the rate: [0.09, 0.99]" in page   # Clopper–Pearson, 2 of 3
@@ -292,6 +292,27 @@ def worker_dies_once(payload: TaskInput, marker: str) -> TaskOutput:
         Path(marker).write_text("killed once")
         os._exit(1)
     return sweep.execute_chapter_task(payload)
+
+
+def fake_worker_dies_once(payload: TaskInput, marker: str) -> TaskOutput:
+    """No chapter: seed 1's first attempt kills its process, everything else returns at once."""
+    if payload.task.seed == 1 and not os.path.exists(marker):
+        Path(marker).write_text("killed once")
+        os._exit(1)
+    return fake_output(payload.task)
+
+
+@pytest.mark.slow
+def test_local_engine_retries_a_dead_worker_process(tmp_path):
+    lines: list[str] = []
+    marker = tmp_path / "killed-once"
+    report = run_sweep(["intro"], [0, 1], ["quick"], engine="local", max_parallel=2, sweeps_root=tmp_path / "sweeps",
+                       task_fn=functools.partial(fake_worker_dies_once, marker=str(marker)), sources_sha256=HASH,
+                       echo=lines.append, progress_every_s=5)
+    assert marker.exists() and not report.failed and sorted(t.seed for t in report.ran) == [0, 1]
+    assert Task("quick", "intro", 1) in report.retried
+    assert any("failed: intro seed 1 (quick) (attempt 1 of 2): its worker process" in line for line in lines)
+    assert sweep.pending_tasks(sorted(report.ran), tmp_path / "sweeps", NB, HASH) == ([], sorted(report.ran))
 
 
 def _records(path: Path) -> list[dict]:
@@ -351,7 +372,8 @@ def test_local_engine_matches_plain_run_and_isolates_the_failing_seed(local_swee
         assert run["seed"] == seed and run["profile"] == "quick" and run["device"] == "cpu"
         assert (folder / "executed" / "01_intro.ipynb").stat().st_size > 1000
         assert list((folder / "cache" / "intro").glob("*.pkl")) and list((folder / "figures" / "intro").rglob("*.png"))
-        assert json.loads((folder / "task.json").read_text())["attempts"] == 1
+        meta = json.loads((folder / "task.json").read_text())
+        assert meta["attempts"] == 1 and meta["cpu_seconds"] > 1   # the kernel's CPU time is counted
     assert _records(root / "quick" / "intro" / "seed-1" / "claims" / "intro.json") == plain_seed_1
     assert not (root / "quick" / "intro" / "seed-2").exists()
     assert "injected failure" in (root / "failed" / "quick" / "intro" / "seed-2" / "error.txt").read_text()

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     seeds = sweep.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="the seeds to run")
     seeds.add_argument("--num-seeds", type=int, metavar="N", help="run seeds 0 … N-1 (default: 3)")
-    sweep.add_argument("--profile", choices=PROFILES, nargs="+", default=["quick"], help="one or more profiles")
+    sweep.add_argument("--profile", choices=PROFILES, action="append",
+                       help="quick (default) or full; repeat it for both")
     sweep.add_argument("--device", choices=DEVICES, default="auto")
     sweep.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: a process pool on this machine; ray: a local Ray cluster, or --address")
@@ -52,7 +53,7 @@ def _sweep(args: argparse.Namespace) -> None:
         raise ValueError(f"--num-seeds must be at least 1, got {args.num_seeds}")
     seeds = args.seeds if args.seeds is not None else range(args.num_seeds or 3)
     engine = "ray" if args.address else args.engine
-    report = run_sweep(args.chapters, seeds, args.profile, device=args.device, engine=engine,
+    report = run_sweep(args.chapters, seeds, args.profile or ["quick"], device=args.device, engine=engine,
                        address=args.address, gpus_per_task=args.gpus_per_task, max_parallel=args.max_parallel)
     if report.failed:
         names = ", ".join(f"{t.chapter} seed {t.seed} ({t.profile})" for t in report.failed)

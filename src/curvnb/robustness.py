@@ -61,8 +61,10 @@ def dot_plot_svg(values: Sequence[float], passed: Sequence[bool], seeds: Sequenc
         dots.append(f'<circle cx="{p:.1f}" cy="{height / 2:.1f}" r="4" {style}><title>{html.escape(tip)}</title></circle>')
     axis = f'<line x1="{pad}" y1="{height - 3}" x2="{width - pad}" y2="{height - 3}" stroke="#999" stroke-width="1"/>'
     label = "log scale" if log else "linear scale"
-    return (f'<svg class="curvnb-dots" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-            f'role="img" aria-label="one dot per seed, {label}">{axis}{"".join(dots)}</svg>')
+    # Scales down with its column (the viewBox keeps the dots round); never wider than `width`.
+    return (f'<svg class="curvnb-dots" viewBox="0 0 {width} {height}" style="width:100%;max-width:{width}px;'
+            f'height:auto" role="img" aria-label="one dot per seed, {label}">{axis}{"".join(dots)}</svg>'
+            f'<br><span style="color:#555;font-size:0.85em">{label}</span>')
 
 
 def _summarise(records_by_seed: dict[int, dict[str, Any]]) -> tuple[str, str, str]:
@@ -131,16 +133,16 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
         for chapter in sorted(grouped[profile], key=lambda c: (order.get(c, len(order)), c)):
             runs = sorted(grouped[profile][chapter], key=lambda item: item[0])
             title = titles.get(chapter, chapter)
-            heading = f"[{title}]({pages[chapter]}.ipynb)" if chapter in pages else title
+            link = f" [Open the chapter]({pages[chapter]}.ipynb)." if chapter in pages else ""
             seeds = [s for s, _, _ in runs]
             devices = sorted({str(run.get("device", "?")) for _, run, _ in runs})
             torches = sorted({str(run.get("torch", "?")) for _, run, _ in runs})
             sources = {run.get("sources_sha256") for _, run, _ in runs}
-            lines += [f"### {heading}", "",
+            lines += [f"### {title}", "",
                       f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}; device(s): {', '.join(devices)}; "
                       f"torch {', '.join(torches)}; profile {profile}."
                       + (f" The runs used {len(sources)} different versions of the curvnb sources."
-                         if len(sources) > 1 else " All runs used the same curvnb sources."), ""]
+                         if len(sources) > 1 else " All runs used the same curvnb sources.") + link, ""]
             by_claim: dict[str, dict[int, dict]] = defaultdict(dict)
             for seed, _, records in runs:
                 for r in records:

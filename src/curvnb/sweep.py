@@ -77,6 +77,7 @@ class TaskOutput:
     seconds: float
     host: str = ""
     log: str = ""
+    cpu_s: float = 0.0   # CPU time of the worker and the chapter's kernel (user + system)
 
 
 class TaskFailed(Exception):
@@ -104,6 +105,7 @@ class SweepReport:
     retried: list[Task] = field(default_factory=list)
     seconds: float = 0.0
     startup_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 # --------------------------------------------------------------------------- the grid
@@ -197,6 +199,16 @@ def _environment(**values: str):
                 os.environ[k] = v
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the kernels papermill ran)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return 0.0
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def execute_chapter_task(payload: TaskInput) -> TaskOutput:
     """Run one task on this machine: lay out the chapter in a temporary project, execute it with
     :func:`curvnb.book.run_chapters` (``CURVNB_BUILD`` pointed at a temporary build folder) and
@@ -205,7 +217,7 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
     from curvnb.paths import find_project_root
 
     task = payload.task
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     with tempfile.TemporaryDirectory(prefix=f"curvnb-{task.chapter}-seed{task.seed}-") as tmp:
         root, build = Path(tmp) / "project", Path(tmp) / "_build"
         (root / "book").mkdir(parents=True)
@@ -214,7 +226,7 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
         for rel, data in payload.cache.items():
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             (build / rel).write_bytes(data)
-        env = {"CURVNB_ROOT": str(root), "CURVNB_BUILD": str(build), "MPLBACKEND": "Agg"}
+        env = {"CURVNB_ROOT": str(root), "CURVNB_BUILD": str(build)}
         # Full profiles read data sets from this machine's checkout (or $CURVNB_DATA): keep that.
         local_root = find_project_root()
         if not os.environ.get("CURVNB_DATA") and local_root is not None and (local_root / "data").is_dir():
@@ -229,7 +241,8 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
                 message = re.sub(r"; details in .*$", "", str(exc))
                 raise TaskFailed(message, failed.read_bytes() if failed.exists() else None) from None
         files = _collect_artifacts(build)
-    return TaskOutput(task, files, time.perf_counter() - start, socket.gethostname(), log.getvalue())
+    return TaskOutput(task, files, time.perf_counter() - start, socket.gethostname(), log.getvalue(),
+                      _cpu_seconds() - cpu_start)
 
 
 def _call(fn: Callable[[TaskInput], TaskOutput], payload: TaskInput) -> TaskOutput:
@@ -250,7 +263,8 @@ def store_output(output: TaskOutput, folder: Path, attempts: int = 1) -> None:
                 raise ValueError(f"task {output.task.label} returned a file outside its folder: {rel}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        meta = {**dataclasses.asdict(output.task), "seconds": round(output.seconds, 2), "host": output.host,
+        meta = {**dataclasses.asdict(output.task), "seconds": round(output.seconds, 2),
+                "cpu_seconds": round(output.cpu_s, 2), "host": output.host,
                 "attempts": attempts,
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         (tmp / "task.json").write_text(json.dumps(meta, indent=2))
@@ -291,6 +305,7 @@ class LocalEngine:
         self.max_parallel = max_parallel
         self.startup_s = 0.0
         self._pool = self._new_pool()
+        self._pool_of: dict[Any, Any] = {}   # future -> the pool it ran in
 
     def _new_pool(self):
         import multiprocessing
@@ -303,7 +318,9 @@ class LocalEngine:
             return ProcessPoolExecutor(self.max_parallel, mp_context=context)
 
     def submit(self, fn: Callable[[TaskInput], TaskOutput], payload: TaskInput):
-        return self._pool.submit(_call, fn, payload)
+        future = self._pool.submit(_call, fn, payload)
+        self._pool_of[future] = self._pool
+        return future
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -314,14 +331,17 @@ class LocalEngine:
     def result(self, handle: Any) -> TaskOutput:
         from concurrent.futures.process import BrokenProcessPool
 
+        pool = self._pool_of.pop(handle, None)
         try:
             return handle.result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the pool is unusable for every task in it.
-            # Those tasks are reported and retried like any failure, in a new pool.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            raise WorkerDied("its worker process died (killed or out of memory)") from None
+            # Those tasks are reported and retried like any failure, in a new pool (made once
+            # per broken pool, so the retries already sent to the new one are not disturbed).
+            if pool is self._pool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            raise WorkerDied("its worker process (or one beside it) died (killed or out of memory)") from None
 
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
@@ -423,8 +443,8 @@ def run_sweep(chapters: Sequence[str] | None, seeds: Iterable[int], profiles: Se
 
     ``engine`` is ``"local"``, ``"ray"`` or an engine object (``submit``, ``wait``, ``result``,
     ``close``, as :class:`LocalEngine`). ``task_fn`` runs one task on a worker (default
-    :func:`execute_chapter_task`; tests inject others). Failed tasks are retried ``retries`` times, then listed in ``report.failed``; they
-    never stop the other tasks."""
+    :func:`execute_chapter_task`; tests inject others). A failed task is retried ``retries``
+    times, then listed in ``report.failed``; it never stops the other tasks."""
     from curvnb import book
     from curvnb.chapter import package_sources_sha256
     from curvnb.config import DEVICES, resolve_device
@@ -473,7 +493,10 @@ def run_sweep(chapters: Sequence[str] | None, seeds: Iterable[int], profiles: Se
         how = (f"joined the cluster at {address}" if address and runner.started_here else
                "started a local cluster" if runner.started_here else "using the Ray instance already running")
         echo(f"ray: {how}: {runner.cpus} CPU(s), {runner.gpus} GPU(s) ({runner.startup_s:.1f} s)")
-        cap = max_parallel or len(todo)   # Ray's resources limit what runs at once
+        # As many at once as the cluster has slots for (one CPU, gpus_per_task GPUs each), so that
+        # "running" means running; Ray places each task where its resources are free.
+        slots = runner.cpus if not gpus_per_task else min(runner.cpus, int(runner.gpus // gpus_per_task))
+        cap = max_parallel or max(1, slots)
     else:
         default = 1 if device == "cuda" else max(1, (os.cpu_count() or 2) // 2)
         cap = max_parallel or default
@@ -489,9 +512,10 @@ def run_sweep(chapters: Sequence[str] | None, seeds: Iterable[int], profiles: Se
         elapsed = time.perf_counter() - start
         left = len(queue) + len(running)
         eta = "?"
-        if durations:
-            width = max(1, min(cap, left))
-            eta = "~" + _duration(sum(durations) / len(durations) * left / width)
+        if durations:   # the mean task time, less what the running tasks have already spent
+            mean, now = sum(durations) / len(durations), time.perf_counter()
+            work = len(queue) * mean + sum(max(0.0, mean - (now - began)) for _, _, began in running.values())
+            eta = "~" + _duration(work / max(1, min(cap, left)))
         return (f"[sweep {_duration(elapsed)}] {len(report.ran)}/{len(todo)} done, {len(running)} running, "
                 f"{len(report.failed)} failed, {len(queue)} queued; {eta} left")
 
@@ -532,7 +556,9 @@ def run_sweep(chapters: Sequence[str] | None, seeds: Iterable[int], profiles: Se
                 note = "" if stored == sources else (
                     "; note: it ran with other curvnb sources than this checkout's (edited meanwhile, or another "
                     "version on the worker), so the next sweep reruns it")
+                report.cpu_s += output.cpu_s
                 echo(f"done: {task.label} in {_duration(output.seconds)}"
+                     + (f" ({_duration(output.cpu_s)} CPU)" if output.cpu_s else "")
                      + (f" on {output.host}" if output.host else "") + note)
             if finished or time.perf_counter() - last_status >= progress_every_s:
                 echo(status())
@@ -542,8 +568,9 @@ def run_sweep(chapters: Sequence[str] | None, seeds: Iterable[int], profiles: Se
         raise
     runner.close()
     report.seconds = time.perf_counter() - start
-    echo(f"sweep finished in {_duration(report.seconds)}: {len(report.ran)} ran, {len(report.skipped)} already "
-         f"done, {len(report.failed)} failed")
+    echo(f"sweep finished in {_duration(report.seconds)}: {len(report.ran)} ran"
+         + (f" ({_duration(report.cpu_s)} CPU in the tasks)" if report.cpu_s else "")
+         + f", {len(report.skipped)} already done, {len(report.failed)} failed")
     return report
 
 
