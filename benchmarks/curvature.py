@@ -1,24 +1,33 @@
-"""Speed of curvnb.curvature against the obvious alternatives, measured in one process.
+"""Speed of curvnb.curvature against the obvious alternatives and its peers, measured in one process.
 
-Usage: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curvature.py [--repeats 5] [--quick]``.
-Every timing is the median of ``--repeats`` runs after one warm-up run. Ratios (to the gradient
-time, or between methods) are what carry over between machines. Comparisons whose package
-(curvlinops-for-pytorch, backpack-for-pytorch) is missing are skipped with a message.
+Usage: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curvature.py [--rounds 11] [--quick]``.
+Each group of methods is timed round-robin (every round runs each method once, after one warm-up
+call each); ratios are medians of per-round ratios to the group's reference (a gradient, or our
+Lanczos), written with their spread to ``benchmarks/results/curvature.json`` and rendered to
+``curvature.md`` (which the book's Performance page includes). Peers (curvlinops, BackPACK,
+hessian-eigenthings) are skipped with a message when not installed (see README.md).
 """
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import time
+import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from curvnb.curvature import (CurvatureOperator, flatten, lanczos, operator_eigenvalues, per_example_grads)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import find, paired_ratio, round_robin, run_info, write  # noqa: E402
+
+from curvnb.curvature import (CurvatureOperator, MatrixOperator, flatten, ggn_vp, hvp, lanczos,  # noqa: E402
+                              operator_eigenvalues, operator_trace, per_example_grads)
+from curvnb.curvature.operators import AUTO_LINEARIZE_AFTER  # noqa: E402
 
 LOSS = nn.CrossEntropyLoss()
+MODELS = {"MLP 64-256-256-10": ("mlp", 2048), "CNN 2 conv + linear": ("cnn", 512)}
 
 
 def mlp(dtype=torch.float32):
@@ -32,76 +41,139 @@ def cnn(dtype=torch.float32):
                          nn.Linear(16 * 6 * 6, 10)).to(dtype)
 
 
+BUILDERS = {"mlp": mlp, "cnn": cnn}
+
+
 def make_data(kind, n, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 64, generator=g) if kind == "mlp" else torch.randn(n, 1, 16, 16, generator=g)
     return x.to(dtype), torch.randint(0, 10, (n,), generator=g)
 
 
-def timeit(fn, repeats):
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-def try_import(name):
+def available(name):
     try:
         return __import__(name)
     except ImportError:
-        print(f"  [skipped: {name} is not installed — see benchmarks/README.md]")
+        print(f"  [skipped: {name} is not installed — see benchmarks/README.md]", flush=True)
         return None
 
 
-def grad_fn(model, x, y):
-    params = [p for p in model.parameters()]
-    return lambda: torch.autograd.grad(LOSS(model(x), y), params)
+def add_rows(rows, section, model, times, ref, info=None):
+    for label, t in times.items():
+        rows.append({"section": section, "model": model, "label": label, "ref": ref if label != ref else "",
+                     "times": t, "ref_times": times[ref], "info": (info or {}).get(label, {})})
+        r = np.median(np.asarray(t) / np.asarray(times[ref]))
+        print(f"  {label:<72} {1e3 * np.median(t):9.1f} ms  {r:6.2f}× {ref}", flush=True)
 
 
-def interleaved(fns, repeats):
-    """Median time of each function and median of its per-round ratio to the first one, timed in
-    round-robin (every round runs all functions once), so load changes on a shared machine hit all alike."""
-    for f in fns.values():
-        f()  # warm-up
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    base = next(iter(fns))
-    return {k: (statistics.median(v), statistics.median(np.array(v) / np.array(times[base])))
-            for k, v in times.items()}
+class PeerOperator:
+    """hessian-eigenthings' operator interface (size, dtype, device, matvec) around any of ours."""
+
+    def __init__(self, op):
+        self.op, self.size, self.dtype, self.device = op, op.shape[0], op.dtype, op.device
+
+    def matvec(self, v):
+        return self.op.matvec(v)
 
 
-def bench_hvp(name, model, x, y, repeats, rows):
+# ------------------------------------------------------------------------------------ products
+def bench_products(name, model, x, y, rounds, rows):
     params = list(model.parameters())
     P = sum(p.numel() for p in params)
     v = torch.randn(P, generator=torch.Generator().manual_seed(1)).to(x.dtype)
     vs = [c.view_as(p) for c, p in zip(torch.split(v, [p.numel() for p in params]), params)]
-    fns = {"gradient (autograd)": grad_fn(model, x, y)}
-    for method, label in [("reuse", "HVP, reused gradient graph (curvnb default)"),
-                          ("linearize", "HVP, torch.func.linearize reused (curvnb method='linearize')"),
-                          ("rebuild", "HVP, graph rebuilt per product (forward-over-reverse jvp)")]:
+    grad = "gradient (autograd)"
+    fns = {grad: lambda: torch.autograd.grad(LOSS(model(x), y), params)}
+    auto = CurvatureOperator(model, LOSS, (x, y))
+    for _ in range((auto.switch_after or 0) + 1):
+        auto @ v  # past the switch: the steady state of the default
+    default = "HVP, curvnb operator, default method='auto'" + (
+        f" (after its switch to 'linearize' at {AUTO_LINEARIZE_AFTER} products)" if auto.switch_after else " (= 'reuse')")
+    fns[default] = lambda: auto @ v
+    for method in ("reuse", "linearize", "rebuild"):
         op = CurvatureOperator(model, LOSS, (x, y), method=method)
-        fns[label] = (lambda op: lambda: op.matvec(v))(op)
+        fns[f"HVP, curvnb operator, method='{method}'"] = (lambda op: lambda: op @ v)(op)
+    fns["HVP, curvnb hvp() one-shot"] = lambda: hvp(model, LOSS, (x, y), v)
 
     def double_backward():
         g = torch.autograd.grad(LOSS(model(x), y), params, create_graph=True)
         return torch.autograd.grad(g, params, vs)
-    fns["HVP, double backward rebuilt per product (PyHessian)"] = double_backward
-    if try_import("curvlinops"):
+    fns["HVP, plain double backward (PyHessian's one-shot product)"] = double_backward
+    if available("curvlinops"):
         from curvlinops import HessianLinearOperator
         H = HessianLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False)
         fns["HVP, curvlinops HessianLinearOperator"] = lambda: H @ vs
-    for label, (t, ratio) in interleaved(fns, repeats).items():
-        rows.append((name, label, t, ratio))
-    return interleaved({"g": fns["gradient (autograd)"]}, repeats)["g"][0]
+    if available("backpack"):
+        from backpack.hessianfree.hvp import hessian_vector_product
+        fns["HVP, BackPACK hessian_vector_product"] = lambda: hessian_vector_product(LOSS(model(x), y), params, vs)
+    if available("hessian_eigenthings"):
+        import hessian_eigenthings as he
+        Hh = he.HessianOperator(model, [(x, y)], he.supervised_loss(LOSS))
+        fns["HVP, hessian-eigenthings HessianOperator"] = lambda: Hh.matvec(v)
+    add_rows(rows, "Hessian-vector products (÷ one gradient)", name, round_robin(fns, rounds), grad)
+
+    fns = {grad: fns[grad]}
+    gop = CurvatureOperator(model, LOSS, (x, y), kind="ggn")
+    fns["GGN, curvnb operator (cached linearisation)"] = lambda: gop @ v
+    fns["GGN, curvnb ggn_vp() one-shot"] = lambda: ggn_vp(model, LOSS, (x, y), v)
+    if available("curvlinops"):
+        from curvlinops import GGNLinearOperator
+        G = GGNLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False)
+        fns["GGN, curvlinops GGNLinearOperator"] = lambda: G @ vs
+    if available("backpack"):
+        from backpack.hessianfree.ggnvp import ggn_vector_product_from_plist
+
+        def bp_ggn():
+            out = model(x)
+            return ggn_vector_product_from_plist(LOSS(out, y), out, params, vs)
+        fns["GGN, BackPACK ggn_vector_product"] = bp_ggn
+    if available("hessian_eigenthings"):
+        import hessian_eigenthings as he
+        Gh = he.GGNOperator(model, [(x, y)], he.supervised_forward, he.supervised_loss_of_output(LOSS))
+        fns["GGN, hessian-eigenthings GGNOperator"] = lambda: Gh.matvec(v)
+    add_rows(rows, "Gauss–Newton-vector products (÷ one gradient)", name, round_robin(fns, rounds), grad)
 
 
+def bench_build(name, kind, n, rounds, rows):
+    """Building a reusable operator (plus its first product), in gradients, and its memory."""
+    model = BUILDERS[kind]()
+    x, y = make_data(kind, n)
+    params = list(model.parameters())
+    v = torch.randn(sum(p.numel() for p in params))
+    grad = "gradient (autograd)"
+    fns = {grad: lambda: torch.autograd.grad(LOSS(model(x), y), params)}
+    for method in ("reuse", "linearize"):
+        fns[f"build + first product, method='{method}'"] = (
+            lambda m: lambda: CurvatureOperator(model, LOSS, (x, y), method=m) @ v)(method)
+    info = {label: memory(kind, n, label.split("'")[1] if "'" in label else None) for label in fns}
+    add_rows(rows, "Building a reusable Hessian operator (÷ one gradient; memory above the model and data)", name,
+             round_robin(fns, max(3, rounds // 3)), grad, info)
+
+
+def memory(kind, n, method):
+    """Resident memory (MiB) above the model and data, in a fresh process (after a warm-up on 4
+    examples, so that lazily loaded code is not counted): the peak while computing a gradient
+    (``method=None``) or building the operator and 3 products, and what stays resident while the
+    operator is alive (its kept graph or traced program)."""
+    code = ("import resource, sys, torch; sys.path.insert(0, %r); import curvature as B; "
+            "from curvnb.curvature import CurvatureOperator\n"
+            "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
+            "m = B.BUILDERS[%r](); x, y = B.make_data(%r, %d)\n"
+            "w = CurvatureOperator(m, B.LOSS, (x[:4], y[:4]), method=%r or 'reuse'); w @ torch.randn(w.shape[0])\n"
+            "torch.autograd.grad(B.LOSS(m(x[:4]), y[:4]), list(m.parameters())); del w; base = rss()\n"
+            "if %r is None:\n"
+            "    g = torch.autograd.grad(B.LOSS(m(x), y), list(m.parameters())); kept = rss() - base\n"
+            "else:\n"
+            "    op = CurvatureOperator(m, B.LOSS, (x, y), method=%r); v = torch.randn(op.shape[0])\n"
+            "    [op @ v for _ in range(3)]; kept = rss() - base\n"
+            "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base\n"
+            "print(peak, kept)\n") % (str(Path(__file__).resolve().parent), kind, kind, n, method, method, method)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak, kept = (float(t) for t in out.stdout.strip().splitlines()[-1].split())
+    return {"peak MiB": peak, "resident after (MiB)": kept}
+
+
+# ------------------------------------------------------------------------------------ eigenvalues
 def power_iteration(matvec, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.float32):
     """PyHessian's rule: deflated power iteration, stop when the estimate changes by < tol (relative)."""
     g = torch.Generator().manual_seed(seed)
@@ -127,66 +199,100 @@ def power_iteration(matvec, n, k, tol=1e-3, max_iter=100, seed=0, dtype=torch.fl
     return np.array(vals), count
 
 
-def bench_eigen(name, model_fn, x, y, repeats, rows, tg):
-    ref_op = CurvatureOperator(model_fn(torch.float64), LOSS, (x.double(), y))
+def bench_eigen(name, kind, n, rounds, rows):
+    x, y = make_data(kind, n)
+    ref_op = CurvatureOperator(BUILDERS[kind](torch.float64), LOSS, (x.double(), y))
     ref = lanczos(ref_op.matvec, ref_op.shape[0], k=5, tol=1e-7, max_iter=400, dtype=torch.float64).eigenvalues.numpy()
-    model = model_fn(torch.float32)
+    model = BUILDERS[kind]()
     params = list(model.parameters())
     P = sum(p.numel() for p in params)
     for k in (1, 5):
         fns, info = {}, {}
-        for bound in ("residual", "gap"):
-            def ours(bound=bound):
-                op = CurvatureOperator(model, LOSS, (x, y))  # building the operator is part of the time
-                r = operator_eigenvalues(op, k=k, tol=1e-3, bound=bound)
-                return r.eigenvalues.double().numpy(), r.num_matvecs
-            fns[f"curvnb Lanczos (tol 1e-3, {bound} bound)"] = ours
+        ours = "curvnb Lanczos, single vector (CPU default)"
+
+        def run_ours(block):
+            op = CurvatureOperator(model, LOSS, (x, y))  # building the operator is part of the time
+            r = operator_eigenvalues(op, k=k, tol=1e-3, block_size=block)
+            return r.eigenvalues.double().numpy(), r.num_matvecs, r.converged
+        fns[ours] = lambda: run_ours(1)
+        if k > 1:
+            fns[f"curvnb block Lanczos, block of {k} (GPU default)"] = lambda: run_ours(k)
 
         def power():
             op = CurvatureOperator(model, LOSS, (x, y))
             vals, count = power_iteration(op.matvec, P, k)
-            return np.sort(vals)[::-1], count
-        fns["PyHessian-style power iteration (tol 1e-3 on the change)"] = power
-        if try_import("curvlinops"):
+            return np.sort(vals)[::-1], count, None
+        fns["PyHessian-style power iteration (stops when the estimate changes < 1e-3)"] = power
+        if available("curvlinops"):
             from curvlinops import HessianLinearOperator
             from scipy.sparse.linalg import LinearOperator, eigsh
-            for tol in (0.0, 1e-3):
-                def cl(tol=tol):
-                    H = HessianLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False).to_scipy()
-                    count = [0]
 
-                    def counted(v):
-                        count[0] += 1
-                        return H.matvec(v)
-                    L = LinearOperator(H.shape, matvec=counted, dtype=H.dtype)
-                    v0 = np.random.default_rng(0).standard_normal(P).astype(np.float32)
-                    return np.sort(eigsh(L, k=k, which="LA", tol=tol, v0=v0)[0])[::-1], count[0]
-                fns[f"curvlinops + scipy eigsh (tol={tol:g}{', default' if tol == 0 else ''})"] = cl
+            def cl():
+                H = HessianLinearOperator(model, LOSS, params, [(x, y)], check_deterministic=False).to_scipy()
+                count = [0]
+
+                def counted(u):
+                    count[0] += 1
+                    return H.matvec(u)
+                L = LinearOperator(H.shape, matvec=counted, dtype=H.dtype)
+                v0 = np.random.default_rng(0).standard_normal(P).astype(np.float32)
+                return np.sort(eigsh(L, k=k, which="LA", tol=1e-3, v0=v0)[0])[::-1], count[0], None
+            fns["curvlinops + scipy eigsh (tol=1e-3)"] = cl
+        if available("hessian_eigenthings"):
+            import hessian_eigenthings as he
+
+            def hel():
+                Hh = he.HessianOperator(model, [(x, y)], he.supervised_loss(LOSS))
+                r = he.lanczos(Hh, k=k, tol=1e-3, which="LA", seed=0)
+                return (np.sort(r.eigenvalues.double().numpy())[::-1], r.iterations,
+                        bool(r.converged.all()))
+            fns["hessian-eigenthings lanczos (tol=1e-3, default 2k steps)"] = hel
         for label, f in fns.items():
-            vals, count = f()
-            info[label] = (count, float(np.max(np.abs(vals / ref[:k] - 1))))
-        timed = {label: f for label, f in fns.items()}
-        first = next(iter(timed))
-        results = interleaved(timed, repeats)
-        for label, (t, ratio) in results.items():
-            count, err = info[label]
-            extra = "" if label == first else f"; curvnb(residual)/this = {1 / ratio:.2f}"
-            rows.append((name, f"top-{k} eigenvalues, {label}: {count} HVPs, max rel. err {err:.1e}{extra}", t, t / tg))
+            vals, count, conv = f()
+            info[label] = {"HVPs": count, "max rel. error": float(np.max(np.abs(vals / ref[:k] - 1)))}
+            if conv is not None:
+                info[label]["reports converged"] = conv
+        add_rows(rows, f"Top-{k} Hessian eigenvalues to 1e-3 (÷ curvnb single-vector Lanczos)", name,
+                 round_robin(fns, rounds, warmup=0), ours, info)
 
 
-def bench_per_example(name, model, x, y, repeats, rows, tg):
+# ------------------------------------------------------------------------------------ trace
+def bench_trace(rows, repeats):
+    """Hutchinson (ours) vs Hutch++ (hessian-eigenthings) at equal products, on the exact float64
+    Hessian of a small MLP wrapped as an operator (so the error is the estimator's alone)."""
+    if not available("hessian_eigenthings"):
+        return
+    import hessian_eigenthings as he
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10)).double()
+    x, y = make_data("mlp", 512, torch.float64)
+    from curvnb.curvature import dense_hessian
+    H = dense_hessian(model, LOSS, (x, y))
+    exact = float(torch.trace(H))
+    op = MatrixOperator(H)
+    for m in (30, 99, 300):
+        ours = [abs(operator_trace(op, m, seed=s)[0] / exact - 1) for s in range(repeats)]
+        theirs = [abs(he.hutch_plus_plus(PeerOperator(op), num_matvecs=m, seed=s).estimate / exact - 1)
+                  for s in range(repeats)]
+        for label, errs in (("curvnb Hutchinson (operator_trace)", ours), ("hessian-eigenthings Hutch++", theirs)):
+            rows.append({"section": "Trace estimates at equal products (relative error, exact float64 Hessian)",
+                         "model": f"MLP 64-32-10, P = {H.shape[0]:,}", "label": f"{label}, {m} products",
+                         "info": {"median |error|": float(np.median(errs)), "90th percentile": float(np.quantile(errs, 0.9)),
+                                  "seeds": repeats}})
+            print(f"  {label}, {m} products: median |rel. error| {np.median(errs):.2e}", flush=True)
+
+
+# ------------------------------------------------------------------------------------ per-example
+def bench_per_example(name, model, x, y, rounds, rows):
     n = len(x)
     params = list(model.parameters())
-    fns = {"curvnb per_example_grads (vmap(grad))": lambda: per_example_grads(model, LOSS, (x, y))}
-
-    def loop():
-        return torch.stack([flatten(torch.autograd.grad(LOSS(model(x[i:i + 1]), y[i:i + 1]), params))
-                            for i in range(n)])
-    fns["Python loop over examples"] = loop
-    if try_import("backpack"):
+    grad = "gradient (autograd)"
+    fns = {grad: lambda: torch.autograd.grad(LOSS(model(x), y), params),
+           "curvnb per_example_grads (vmap(grad))": lambda: per_example_grads(model, LOSS, (x, y))}
+    if available("backpack"):
         from backpack import backpack, extend
         from backpack.extensions import BatchGrad
-        bmodel = extend(model_copy(model))
+        bmodel = extend(copy.deepcopy(model))
         bloss = extend(nn.CrossEntropyLoss())
 
         def bp():
@@ -196,55 +302,62 @@ def bench_per_example(name, model, x, y, repeats, rows, tg):
                 loss.backward()
             return torch.cat([p.grad_batch.reshape(n, -1) for p in bmodel.parameters()], 1)
         fns["BackPACK BatchGrad"] = bp
-        ref = fns["curvnb per_example_grads (vmap(grad))"]()
+        ref = per_example_grads(model, LOSS, (x, y))
         # BackPACK returns per-example gradients of the mean loss, i.e. ∇ℓ_i / N
         assert float((n * bp() - ref).norm() / ref.norm()) < 1e-4, "BackPACK and curvnb disagree"
-    for label, (t, ratio) in interleaved(fns, repeats).items():
-        rows.append((name, f"per-example grads ×{n}, {label}: {n / t:,.0f} examples/s", t, t / tg))
-    # gradient covariance top-5: implicit operator + Lanczos vs the N×N Gram matrix (G given)
-    G = per_example_grads(model, LOSS, (x, y))
-    Gc = G - G.mean(0)
-    cov = {"grad-covariance top-5, N×N Gram matrix + eigvalsh (G given)":
-           lambda: torch.linalg.eigvalsh(Gc @ Gc.T / n)[-5:],
-           "grad-covariance top-5, Lanczos on v ↦ G_cᵀ(G_c v)/N (G given)":
-           lambda: lanczos(lambda v: Gc.T @ (Gc @ v) / n, Gc.shape[1], k=5, tol=1e-3, dtype=Gc.dtype)}
-    for label, (t, ratio) in interleaved(cov, repeats).items():
-        rows.append((name, label, t, t / tg))
+    fns["Python loop over examples"] = lambda: torch.stack(
+        [flatten(torch.autograd.grad(LOSS(model(x[i:i + 1]), y[i:i + 1]), params)) for i in range(n)])
+    add_rows(rows, f"Per-example gradients of {n} examples (÷ one gradient of the batch)", name,
+             round_robin(fns, rounds), grad)
 
 
-def model_copy(model):
-    import copy
-    return copy.deepcopy(model)
-
-
-class Rows(list):
-    """Rows that are printed as soon as they are measured."""
-
-    def append(self, row):
-        super().append(row)
-        print(f"  {row[1]:<110} {row[2] * 1e3:9.1f} ms  {row[3]:7.2f}× grad", flush=True)
+def targets(rows):
+    mlp_name, cnn_name = list(MODELS)
+    out = []
+    for name in MODELS:
+        g = find(rows, name, "GGN, curvnb ggn_vp() one-shot")
+        out.append({"name": f"`ggn_vp()` one-shot ÷ gradient, {name}", "value": paired_ratio(g, {"times": g["ref_times"]}),
+                    "threshold": 2.5})
+        h = find(rows, name, "HVP, curvnb hvp() one-shot")
+        d = find(rows, name, "HVP, plain double backward")
+        out.append({"name": f"`hvp()` one-shot ÷ plain double backward, {name}", "value": paired_ratio(h, d),
+                    "threshold": 1.0})
+    a = find(rows, cnn_name, "HVP, curvnb operator, default")
+    out.append({"name": f"default operator HVP ÷ gradient, {cnn_name}", "value": paired_ratio(a, {"times": a["ref_times"]}),
+                "threshold": 1.3})
+    a = find(rows, mlp_name, "HVP, curvnb operator, default")
+    out.append({"name": f"default operator HVP ÷ gradient, {mlp_name}", "value": paired_ratio(a, {"times": a["ref_times"]}),
+                "threshold": 1.8})
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--examples", type=int, default=2048)
+    ap.add_argument("--rounds", type=int, default=11, help="rounds for the product groups")
+    ap.add_argument("--eigen-rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="few rounds, no eigen-solvers (a smoke test)")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
-          f"float32, N={args.examples}; round-robin medians after 1 warm-up: {2 * args.repeats + 1} rounds (HVP), "
-          f"{max(1, args.repeats // 2)} (eigen-solvers), {args.repeats} (per-example, covariance)")
-    rows = Rows()
-    for name, model_fn, kind in [("MLP 64-256-256-10", mlp, "mlp"), ("CNN 2 conv + linear", cnn, "cnn")]:
-        x, y = make_data(kind, args.examples)
-        model = model_fn()
-        P = sum(p.numel() for p in model.parameters())
-        print(f"\n== {name} (P = {P:,}) ==", flush=True)
-        tg = bench_hvp(name, model, x, y, 2 * args.repeats + 1, rows)
-        bench_eigen(name, model_fn, x, y, max(1, args.repeats // 2), rows, tg)
-        bench_per_example(name, model, x, y, args.repeats, rows, tg)
-    print("\n| model | measurement | time (ms) | ÷ gradient time |\n|---|---|---:|---:|")  # HVP rows: per-round ratio
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2] * 1e3:.1f} | {r[3]:.2f} |")
+    info = run_info()
+    print(f"torch {info['torch']}, {info['threads']} thread(s), {info['machine']}, float32", flush=True)
+    rows = []
+    for name, (kind, n) in MODELS.items():
+        print(f"\n== {name}, {n} examples ==", flush=True)
+        model = BUILDERS[kind]()
+        x, y = make_data(kind, n)
+        bench_products(name, model, x, y, args.rounds, rows)
+        bench_build(name, kind, n, args.rounds, rows)
+        if not args.quick:
+            bench_eigen(name, kind, n, args.eigen_rounds, rows)
+            bench_per_example(name, model, *make_data(kind, 2048), max(3, args.rounds // 2), rows)
+    bench_trace(rows, 10 if args.quick else 50)
+    notes = ["Models: a tanh MLP 64-256-256-10 (P = 85,002) on 2,048 random examples and a small CNN (two 3×3 "
+             "convolutions with 8 and 16 channels on 16×16 inputs, then a linear layer; P = 7,018) on 512 "
+             "(per-example gradients: 2,048), cross-entropy, float32. Eigenvalue errors are relative to a "
+             "float64 Lanczos reference (residual tolerance 1e-7). The CPU default of `method='auto'` on the CNN "
+             f"uses 'reuse' for its first {AUTO_LINEARIZE_AFTER} products per batch, then 'linearize'; the row "
+             "'default' is timed after that switch, the build rows give what the switch costs once."]
+    path = write("curvature", info, rows, targets(rows), notes)
+    print(f"\nwrote {path} and {path.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

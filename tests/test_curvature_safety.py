@@ -219,3 +219,18 @@ def test_block_lanczos_on_a_tiny_net_matches_eigvalsh():
     np.testing.assert_allclose(one.eigenvalues.numpy(), lam[:3], rtol=1e-7)
     with pytest.raises(ValueError, match="residual"):
         hessian_eigenvalues(model, loss, (x, y), k=3, block_size=2, bound="gap")
+
+
+def test_frozen_parameters_are_skipped():
+    model, (x, y) = mlp(), data()
+    loss = nn.CrossEntropyLoss()
+    H_full = dense_hessian(model, loss, (x, y), method="rebuild")
+    model[0].weight.requires_grad_(False)   # P now counts only the trainable parameters
+    keep = torch.cat([torch.zeros(40, dtype=torch.bool), torch.ones(H_full.shape[0] - 40, dtype=torch.bool)])
+    H_sub = H_full[keep][:, keep]
+    v = vec(model)
+    assert v.numel() == int(keep.sum())
+    assert rel(hvp(model, loss, (x, y), v), H_sub @ v) < 1e-10
+    assert rel(CurvatureOperator(model, loss, (x, y)) @ v, H_sub @ v) < 1e-10
+    assert rel(ggn_vp(model, loss, (x, y), v), dense_hessian(model, loss, (x, y), kind="ggn") @ v) < 1e-10
+    assert per_example_grads(model, loss, (x, y)).shape == (len(x), int(keep.sum()))

@@ -98,16 +98,22 @@ def hessian_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int =
                                 seed=seed, max_iter=max_iter, backend=backend, bound=bound, block_size=block_size)
 
 
-def operator_trace(op: CurvatureOperator, num_samples: int, seed: int = 0,
-                   return_samples: bool = False) -> tuple[float, float] | tuple[float, float, np.ndarray]:
-    """Hutchinson's estimate of tr(op) with Rademacher probes, and its standard error."""
+def operator_trace(op: CurvatureOperator, num_samples: int, seed: int = 0, return_samples: bool = False,
+                   chunk: int = 32) -> tuple[float, float] | tuple[float, float, np.ndarray]:
+    """Hutchinson's estimate of tr(op) with Rademacher probes, and its standard error.
+
+    The probes are multiplied ``chunk`` at a time with ``op.matmat`` (one batched pass where the
+    operator batches, e.g. an explicit matrix or a GPU; the same products one by one otherwise)."""
     if num_samples < 2:
         raise ValueError(f"num_samples must be ≥ 2 to give a standard error, got {num_samples}")
     g = torch.Generator().manual_seed(int(seed))
     samples = np.empty(num_samples)
-    for i in range(num_samples):
-        z = (torch.randint(0, 2, (op.shape[0],), generator=g, dtype=torch.float64) * 2 - 1).to(op.dtype).to(op.device)
-        samples[i] = float(torch.dot(z, op.matvec(z)))
+    n = op.shape[0]
+    for start in range(0, num_samples, chunk):
+        m = min(chunk, num_samples - start)
+        # drawn as one (m, n) block: the same stream as m draws of n, so results do not depend on chunk
+        Z = (torch.randint(0, 2, (m, n), generator=g, dtype=torch.float64) * 2 - 1).to(op.dtype).to(op.device)
+        samples[start:start + m] = (Z.T * op.matmat(Z.T.contiguous())).sum(0).double().cpu().numpy()
     est, se = float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(num_samples))
     return (est, se, samples) if return_samples else (est, se)
 
