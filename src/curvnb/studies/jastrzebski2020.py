@@ -7,11 +7,16 @@ earlier, at lower curvature, and from then on stays in flatter regions: the maxi
 is better conditioned (Conjecture 2).
 
 The quick profile trains a small 1D-CNN on MNIST-1D (generated offline) with plain SGD for
-η ∈ {0.05, 0.1, 0.2} at S = 32 and S ∈ {16, 128} at η = 0.1, probing λ_H¹ (Lanczos on 500 fixed
-training examples) and the full spectrum of K (exact, from per-example gradients of 256 fixed
-examples, in float64) twice per epoch and more often early. It also runs full-batch GD on a
-small subset to show the edge of stability (Cohen et al. 2021). The full profile is the paper's
-SimpleCNN on CIFAR-10 from a local folder, with the batch-norm sweep.
+η ∈ {0.05, 0.1, 0.2} at S = 32 and S ∈ {16, 128} at η = 0.1 (S = 128 for 45 epochs, the others
+15), over ``Config.seeds`` independent seeds (initialisation, batch order and probe subsets),
+probing λ_H¹ (Lanczos on 500 fixed training examples), the full spectrum of K (exact, from
+per-example gradients of 256 fixed examples, in float64) and the test accuracy twice per epoch
+and more often early. It also runs full-batch GD with a squared loss on 256 examples per seed to
+test the edge of stability (Cohen et al. 2021). The full profile is the paper's SimpleCNN on
+CIFAR-10 from a local folder, with the batch-norm sweep.
+
+Every claim is a pre-registered statistic over the seeds with a 95 % interval (:mod:`curvnb.stats`);
+the chapter's conclusions are generated from the claim records by :func:`summary_markdown`.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import copy
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -31,16 +36,19 @@ from torch import nn
 
 from curvnb.cache import cache_key
 from curvnb.claims import Claim
-from curvnb.curvature import (flatten, gradient_covariance_eigenvalues, hessian_eigenvalues, loss_and_grad,
+from curvnb.curvature import (CurvatureOperator, flatten, gradient_covariance_eigenvalues, lanczos, loss_and_grad,
                               trainable_parameters, unflatten_like)
+from curvnb.figures import panels
+from curvnb.stats import bootstrap_interval, clopper_pearson
 from curvnb.train import evaluate, train
 
 TITLE = "The break-even point on optimization trajectories"
-COST = {"quick": "≈2 min on 2 CPU cores (5 SGD runs + 1 GD run, cached)",
-        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep; resumable)"}
+COST = {"quick": "≈2.5 min on 2 CPU cores (3 seeds × (5 SGD runs + 1 GD run), cached per seed)",
+        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 5 seeds; resumable)"}
 
 DATASETS = ("mnist1d", "cifar10")
 MODELS = ("cnn1d", "simplecnn")
+EOS_LOSSES = ("mse", "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -49,49 +57,70 @@ class Config:
     data_folder: str = ""                    # CIFAR-10 folder ("": $CURVNB_DATA/cifar10 or data/cifar10)
     num_samples: int = 5000                  # MNIST-1D: 4000 train / 1000 test
     model: str = "cnn1d"                     # "cnn1d" | "simplecnn"
+    seeds: int = 3                           # independent seeds: seed, seed + 1, ... (one cache entry each)
     lrs: tuple[float, ...] = (0.05, 0.1, 0.2)  # learning-rate sweep at S = batch_size
     batch_size: int = 32
     batch_sizes: tuple[int, ...] = (16, 128)   # batch-size sweep at η = batch_lr
     batch_lr: float = 0.1
     bn_lrs: tuple[float, ...] = ()           # SimpleCNN-with-BN sweep (full profile)
     epochs: int = 15
+    # (S, epochs) overrides: at equal epochs a large batch takes far fewer steps (S = 128: 8× fewer
+    # than S = 16) and is still under-trained after 15 epochs
+    batch_epochs: tuple[tuple[int, int], ...] = ((128, 45),)
     probes_per_epoch: int = 2
     early_probes: int = 3                    # extra probes inside the first probe interval
     hessian_examples: int = 500
     hessian_k: int = 1
     hessian_tol: float = 1e-2
+    hessian_warm_start: bool = True          # Lanczos starts from the previous probe's top eigenvector
     cov_examples: int = 256
+    cov_cutoff: float = 1e-6                 # λ_K^* = smallest eigenvalue of K above cov_cutoff·λ_K¹
+    # sweeps whose K is computed in float64: λ_K^* needs it (claim 8 compares the LR sweep's runs);
+    # λ_K¹ and Tr K are well conditioned, so the other sweeps use float32 (≈2.4× cheaper per probe)
+    cov_float64_sweeps: tuple[str, ...] = ("lr",)
+    alpha_epochs: float = 4.0                # α* is probed in the first epochs of the first seed (figure only)
     eos_examples: int = 256                  # full-batch GD (edge of stability) on this subset
     eos_lr: float = 0.1
     eos_steps: int = 600
     eos_probe_every: int = 10
+    eos_loss: str = "mse"                    # "mse": ½ Σ_classes (f − y)², mean over examples, one-hot y
     checkpoints: bool = False                # resumable per-run checkpoints under _build/checkpoints
+    # on CPU, the runs of a seed go to this many single-threaded worker processes (the models are
+    # too small for intra-op threads to use two cores; separate runs do); 1: in this process
+    workers: int = 2
 
 
 PROFILES = {
     "quick": Config(),
-    "full": Config(dataset="cifar10", model="simplecnn", lrs=(0.001, 0.01, 0.1), batch_size=128,
+    "full": Config(dataset="cifar10", model="simplecnn", seeds=5, lrs=(0.001, 0.01, 0.1), batch_size=128,
                    batch_sizes=(32, 512), batch_lr=0.01, bn_lrs=(0.001, 0.01, 0.1, 1.0), epochs=200,
-                   probes_per_epoch=1, early_probes=4, hessian_examples=2250, hessian_k=5, hessian_tol=1e-3,
-                   cov_examples=1000, eos_examples=1000, eos_lr=0.02, eos_steps=3000, eos_probe_every=25,
-                   checkpoints=True),
+                   batch_epochs=(), probes_per_epoch=1, early_probes=4, hessian_examples=2250, hessian_k=5,
+                   hessian_tol=1e-3, cov_examples=1000, eos_examples=1000, eos_lr=0.02, eos_steps=3000,
+                   eos_probe_every=25, checkpoints=True, workers=1),
 }
 
 
 # --------------------------------------------------------------------------- data and models
 def load_data(config: Config, device: torch.device, seed: int = 42):
-    """``(x_train, y_train, x_test, y_test)`` for ``config.dataset``."""
-    if config.dataset == "mnist1d":
+    """``(x_train, y_train, x_test, y_test)`` for ``config.dataset`` (the same data for every run seed).
+
+    Kept in memory for the life of the process (MNIST-1D takes seconds to generate)."""
+    return _load_data(config.dataset, config.data_folder, config.num_samples, str(device), seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(dataset: str, data_folder: str, num_samples: int, device: str, seed: int):
+    if dataset == "mnist1d":
         from curvnb.data.mnist1d import load_mnist1d
 
-        return load_mnist1d(config.num_samples, seed=seed, device=device)
-    if config.dataset == "cifar10":
+        return load_mnist1d(num_samples, seed=seed, device=device)
+    if dataset == "cifar10":
         from curvnb.data.local import load_cifar10  # raises a clear error naming the folder if missing
 
-        xtr, ytr, xte, yte = load_cifar10(config.data_folder or None)
+        xtr, ytr, xte, yte = load_cifar10(data_folder or None)
         mean, std = xtr.mean(dim=(0, 2, 3), keepdim=True), xtr.std(dim=(0, 2, 3), keepdim=True)
         return tuple(t.to(device) for t in ((xtr - mean) / std, ytr, (xte - mean) / std, yte))
-    raise ValueError(f"unknown dataset {config.dataset!r}: allowed values are {', '.join(map(repr, DATASETS))}")
+    raise ValueError(f"unknown dataset {dataset!r}: allowed values are {', '.join(map(repr, DATASETS))}")
 
 
 def make_model(config: Config, x_example: torch.Tensor, *, batch_norm: bool = False) -> nn.Module:
@@ -107,29 +136,85 @@ def make_model(config: Config, x_example: torch.Tensor, *, batch_norm: bool = Fa
     raise ValueError(f"unknown model {config.model!r}: allowed values are {', '.join(map(repr, MODELS))}")
 
 
+class HalfSquaredError(nn.Module):
+    """L = ½ Σ_classes (f − onehot(y))², averaged over examples (integer class targets ``y``).
+
+    The squared loss of Cohen et al. (2021), under which full-batch GD sits at the edge of
+    stability; with integer targets :func:`curvnb.train.evaluate` still reports accuracy."""
+
+    reduction = "mean"
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        onehot = nn.functional.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
+        return 0.5 * (outputs - onehot).pow(2).sum(-1).mean()
+
+
+def eos_loss_fn(config: Config) -> nn.Module:
+    if config.eos_loss == "mse":
+        return HalfSquaredError()
+    if config.eos_loss == "cross_entropy":
+        return nn.CrossEntropyLoss()
+    raise ValueError(f"unknown eos_loss {config.eos_loss!r}: allowed values are {', '.join(map(repr, EOS_LOSSES))}")
+
+
 # --------------------------------------------------------------------------- probes
-def top_hessian_probe(loss_fn, data, *, k: int, tol: float, seed: int):
-    """Probe: the top-k Hessian eigenvalues of the loss on ``data`` (Lanczos, fixed start vector)."""
+def top_hessian_probe(loss_fn, data, *, k: int, tol: float, seed: int, warm_start: bool = False):
+    """Probe: the top-k Hessian eigenvalues of the loss on ``data`` (Lanczos to relative residual ``tol``).
+
+    With ``warm_start`` each call starts Lanczos from the previous call's top eigenvector (plus a
+    small fixed random component, so the start never misses a new top direction): along a
+    trajectory the top eigenvector turns slowly and far fewer Hessian–vector products reach the
+    same residual bound. The first call starts from a fixed random vector."""
+    previous: list[torch.Tensor] = []
+
     def probe(model: nn.Module) -> list[float]:
-        res = hessian_eigenvalues(model, loss_fn, data, k=k, tol=tol, seed=seed)
+        # "reuse" (double backward through a graph built once): a probe needs only ~5–30 products,
+        # too few to repay the tracing of method="linearize" (≈0.45 s per probe, measured)
+        op = CurvatureOperator(model, loss_fn, data, method="reuse")
+        n = op.shape[0]
+        start = None
+        if warm_start and previous:
+            noise = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            start = previous[0].double().cpu() + 0.1 * noise / noise.norm()
+        res = lanczos(op.matvec, n, k=k, tol=tol, seed=seed, dtype=op.dtype, device=op.device, start=start,
+                      return_eigenvectors=warm_start)
+        if warm_start:
+            previous[:] = [res.eigenvectors[:, 0].detach().clone()]
         return [float(v) for v in res.eigenvalues]
     return probe
 
 
-def covariance_probe(loss_fn, data):
-    """Probe: the whole nonzero spectrum of K from per-example gradients of ``data`` (float64).
+def covariance_probe(loss_fn, data, cutoff: float = 1e-6, float64: bool = True):
+    """Probe: the whole nonzero spectrum of K from per-example gradients of ``data``.
 
-    K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ has rank ≤ N − 1, so its smallest nonzero eigenvalue λ_K^* is
-    the (N−1)-th; float64 keeps it above rounding noise. Tr K is the sum of the spectrum."""
+    K = (1/N) Σ (g_i − ḡ)(g_i − ḡ)ᵀ has rank ≤ N − 1. Returns λ_K¹, Tr K (the sum of the spectrum),
+    ``lambda_star`` (the (N−1)-th eigenvalue, which sits at float64 rounding once examples are
+    fitted), ``lambda_star_rel`` (the smallest eigenvalue above ``cutoff``·λ_K¹, the conditioning
+    that survives rounding), ``rank_rel`` (how many eigenvalues lie above that cutoff) and the top 5.
+    With ``float64=False`` the model's own precision is used: λ_K¹ and Tr K are as good, but the
+    small eigenvalues are not, so ``lambda_star``, ``lambda_star_rel`` and ``rank_rel`` are NaN."""
     x, y = data
-    x64 = x.double() if torch.is_floating_point(x) else x
-    y64 = y.double() if torch.is_floating_point(y) else y
+    if float64:
+        x = x.double() if torch.is_floating_point(x) else x
+        y = y.double() if torch.is_floating_point(y) else y
 
     def probe(model: nn.Module) -> dict[str, Any]:
-        m64 = copy.deepcopy(model).double()
-        vals = gradient_covariance_eigenvalues(m64, loss_fn, (x64, y64), k=len(x)).cpu().numpy()
-        return {"lambda_1": float(vals[0]), "trace": float(vals.sum()), "lambda_star": float(vals[len(x) - 2]),
-                "top": [float(v) for v in vals[:5]]}
+        m = copy.deepcopy(model).double() if float64 else model
+        vals = gradient_covariance_eigenvalues(m, loss_fn, (x, y), k=len(x)).double().cpu().numpy()
+        out = {"lambda_1": float(vals[0]), "trace": float(vals.sum()), "top": [float(v) for v in vals[:5]],
+               "lambda_star": float("nan"), "lambda_star_rel": float("nan"), "rank_rel": float("nan")}
+        if float64:
+            above = vals[vals > cutoff * vals[0]]
+            out.update(lambda_star=float(vals[len(x) - 2]), rank_rel=float(len(above)),
+                       lambda_star_rel=float(above.min()) if len(above) else float("nan"))
+        return out
+    return probe
+
+
+def accuracy_probe(loss_fn, data):
+    """Probe: accuracy (and loss) of the model on ``data`` (e.g. the test set)."""
+    def probe(model: nn.Module) -> dict[str, float]:
+        return evaluate(model, loss_fn, data)
     return probe
 
 
@@ -169,6 +254,15 @@ def _label(lr: float, batch_size: int, bn: bool = False) -> str:
     return f"η={lr:g}, S={batch_size}" + (", BN" if bn else "")
 
 
+def _tex_label(lr: float, batch_size: int, bn: bool = False) -> str:
+    return rf"$\eta={lr:g}$, $S={batch_size}$" + (", BN" if bn else "")
+
+
+def epochs_for(config: Config, batch_size: int) -> int:
+    """Training epochs of a run with batch size ``batch_size`` (``config.batch_epochs`` overrides)."""
+    return dict(config.batch_epochs).get(batch_size, config.epochs)
+
+
 def run_specs(config: Config) -> list[dict[str, Any]]:
     """Every SGD run of the study: the LR sweep, the batch-size sweep and the BN sweep (no duplicates)."""
     specs = [{"lr": lr, "batch_size": config.batch_size, "bn": False, "sweep": "lr"} for lr in config.lrs]
@@ -180,7 +274,7 @@ def run_specs(config: Config) -> list[dict[str, Any]]:
         key = (s["lr"], s["batch_size"], s["bn"])
         if key not in seen:
             seen.add(key)
-            unique.append({**s, "label": _label(*key)})
+            unique.append({**s, "label": _label(*key), "epochs": epochs_for(config, s["batch_size"])})
     return unique
 
 
@@ -193,8 +287,12 @@ def _checkpoint_path(config: Config, seed: int, device: torch.device, name: str)
     return build_dir() / "checkpoints" / "jastrzebski2020" / f"{name.replace(' ', '').replace(',', '_')}-{key}.pt"
 
 
+def _floats(values: list[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _arrays(history: dict[str, Any], steps_per_epoch: float) -> dict[str, Any]:
-    """Plain NumPy arrays from a ``train`` history with the two curvature probes."""
+    """Plain NumPy arrays from a ``train`` history with the curvature probes."""
     out = {"step": np.array(history["step"]), "epoch": np.array(history["step"]) / steps_per_epoch,
            "loss": np.array(history["loss"]), "accuracy": np.array(history.get("accuracy", [])),
            "step_loss": np.array(history["step_loss"]), "diverged": bool(history["diverged"]),
@@ -203,18 +301,25 @@ def _arrays(history: dict[str, Any], steps_per_epoch: float) -> dict[str, Any]:
         out["lambda_h"] = np.array([v[0] for v in history["hessian"]])
         out["lambda_h_top"] = np.array(history["hessian"])
     if "alpha_star" in history:
-        out["alpha_star"] = np.array(history["alpha_star"], dtype=float)
+        out["alpha_star"] = _floats(history["alpha_star"])
+    if "test" in history:
+        out["test_accuracy_probe"] = np.array([t["accuracy"] for t in history["test"]])
     if "covariance" in history:
         cov = history["covariance"]
         out["lambda_k"] = np.array([c["lambda_1"] for c in cov])
         out["trace_k"] = np.array([c["trace"] for c in cov])
         out["lambda_k_star"] = np.array([c["lambda_star"] for c in cov])
+        out["lambda_k_star_rel"] = np.array([c["lambda_star_rel"] for c in cov])
+        out["rank_k_rel"] = np.array([c["rank_rel"] for c in cov])
     return out
 
 
 def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, Any], data=None,
-            progress: bool = True) -> dict[str, Any]:
-    """One SGD run with curvature probes; returns arrays and final train/test accuracy."""
+            alpha: bool = True, progress: bool = True) -> dict[str, Any]:
+    """One SGD run with curvature probes; returns arrays and final train/test accuracy.
+
+    ``seed`` sets the initialisation (shared by every run of this seed), the batch order and the
+    probe subsets. ``alpha=False`` skips the α* probe (only the figure of the first seed uses it)."""
     xtr, ytr, xte, yte = data if data is not None else load_data(config, device)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed + 17)
@@ -222,21 +327,31 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     hess_data = (xtr[perm[:config.hessian_examples]], ytr[perm[:config.hessian_examples]])
     cov_idx = perm[config.hessian_examples:config.hessian_examples + config.cov_examples]
     cov_data = (xtr[cov_idx], ytr[cov_idx])
-    torch.manual_seed(seed)  # the same initialisation for every run
+    torch.manual_seed(seed)  # the same initialisation for every run of this seed
     model = make_model(config, xtr, batch_norm=spec["bn"]).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec["lr"])
     steps_per_epoch = len(xtr) // spec["batch_size"]
     probe_every = max(1, steps_per_epoch // config.probes_per_epoch)
     early = [int(round(probe_every * i / (config.early_probes + 1))) for i in range(1, config.early_probes + 1)]
     step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
-    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed),
-              "covariance": covariance_probe(loss_fn, cov_data),
-              "alpha_star": overshoot_probe(loss_fn, hess_data, step_batch, spec["lr"])}
-    history = train(model, opt, loss_fn, (xtr, ytr), steps=config.epochs * steps_per_epoch,
+    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed,
+                                           warm_start=config.hessian_warm_start),
+              "covariance": covariance_probe(loss_fn, cov_data, cutoff=config.cov_cutoff,
+                                             float64=spec["sweep"] in config.cov_float64_sweeps),
+              "test": accuracy_probe(loss_fn, (xte, yte))}
+    probe_when = {}
+    if alpha:
+        probes["alpha_star"] = overshoot_probe(loss_fn, hess_data, step_batch, spec["lr"])
+        alpha_until = config.alpha_epochs * steps_per_epoch
+        probe_when["alpha_star"] = lambda step: step <= alpha_until
+    history = train(model, opt, loss_fn, (xtr, ytr), steps=spec["epochs"] * steps_per_epoch,
                     batch_size=spec["batch_size"], probe_every=probe_every, probe_at=[s for s in early if s > 0],
-                    probes=probes, seed=seed, probe_data=hess_data, progress=progress, description=spec["label"],
+                    probes=probes, probe_when=probe_when, seed=seed, probe_data=hess_data, progress=progress,
+                    description=f"seed {seed}: {spec['label']}",
                     checkpoint=_checkpoint_path(config, seed, device, spec["label"]))
     out = {**spec, **_arrays(history, steps_per_epoch)}
+    if not alpha:
+        out["alpha_star"] = np.full(len(out["step"]), np.nan)
     out["final_train_accuracy"] = evaluate(model, loss_fn, (xtr, ytr))["accuracy"]
     out["test_accuracy"] = evaluate(model, loss_fn, (xte, yte))["accuracy"]
     return out
@@ -246,36 +361,148 @@ def run_eos(config: Config, *, device: torch.device, seed: int, data=None, progr
     """Full-batch GD on ``eos_examples`` training examples, sharpness every ``eos_probe_every`` steps."""
     xtr, ytr = (data if data is not None else load_data(config, device))[:2]
     x, y = xtr[:config.eos_examples], ytr[:config.eos_examples]
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = eos_loss_fn(config)
     torch.manual_seed(seed)
     model = make_model(config, x).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.eos_lr)
+    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=seed,
+                                warm_start=config.hessian_warm_start)
     history = train(model, opt, loss_fn, (x, y), steps=config.eos_steps, batch_size=len(x),
                     probe_every=config.eos_probe_every, probe_data=(x, y), seed=seed, progress=progress,
-                    probes={"hessian": top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=seed)},
-                    description=f"GD η={config.eos_lr:g}", checkpoint=_checkpoint_path(config, seed, device, "eos"))
-    return {"lr": config.eos_lr, "examples": len(x), **_arrays(history, 1.0)}
+                    probes={"hessian": hessian}, description=f"seed {seed}: GD η={config.eos_lr:g}",
+                    checkpoint=_checkpoint_path(config, seed, device, "eos"))
+    return {"lr": config.eos_lr, "examples": len(x), "loss_name": config.eos_loss, **_arrays(history, 1.0)}
+
+
+_POOL: Any = None
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _worker_pool(workers: int):
+    """A process pool of ``workers`` single-threaded workers, kept for the life of this process
+    (spawned, so it is safe after torch has started its threads; started once, reused by every seed)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _POOL
+    if _POOL is None or _POOL._max_workers != workers:
+        if _POOL is not None:
+            _POOL.shutdown(cancel_futures=True)
+            _PENDING.clear()
+        _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker)
+    return _POOL
+
+
+def _job(config: Config, seed: int, spec: dict[str, Any] | None, data, alpha: bool) -> dict[str, Any]:
+    """One run in a worker: an SGD run (``spec``) or, with ``spec=None``, the full-batch GD run."""
+    cpu = torch.device("cpu")
+    if spec is None:
+        return run_eos(config, device=cpu, seed=seed, data=data, progress=False)
+    return run_sgd(config, device=cpu, seed=seed, spec=spec, data=data, alpha=alpha, progress=False)
+
+
+def _expected_cost(config: Config, spec: dict[str, Any] | None) -> float:
+    """Rough relative cost of a run (probes dominate), to start the longest runs first."""
+    if spec is None:
+        return config.eos_steps / config.eos_probe_every
+    return spec["epochs"] * config.probes_per_epoch + spec["epochs"] * 8 / spec["batch_size"]
+
+
+_PENDING: dict[tuple[str, int, int], Any] = {}  # (config key, run seed, job index) -> Future
+
+
+def _jobs(config: Config) -> list[dict[str, Any] | None]:
+    """The runs of one seed: every SGD run spec, then ``None`` for the full-batch GD run."""
+    return [*run_specs(config), None]
+
+
+def _submit_remaining(config: Config, data, first_seed: int, replicate: int) -> None:
+    """Queue the runs of seeds ``replicate, …, config.seeds − 1`` not queued yet, longest first over all
+    of them: a later :func:`run_seed` call finds its runs already done or running, so the workers are
+    never idle at the end of a seed. (Editing the code invalidates every seed's cache entry at once,
+    so the later seeds are needed whenever an earlier one is.)"""
+    pool = _worker_pool(config.workers)
+    key = cache_key(config=config)
+    todo = [(r, i, job) for r in range(replicate, config.seeds) for i, job in enumerate(_jobs(config))
+            if (key, first_seed + r, i) not in _PENDING]
+    for r, i, job in sorted(todo, key=lambda t: (-_expected_cost(config, t[2]), t[0])):
+        _PENDING[(key, first_seed + r, i)] = pool.submit(_job, config, first_seed + r, job, data, r == 0)
+
+
+def run_seed(config: Config, *, device: torch.device, seed: int, replicate: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """Every SGD run and the GD run for run seed ``seed + replicate`` (one cache entry per replicate).
+
+    On CPU with ``config.workers > 1`` the runs go to single-threaded worker processes, queued
+    together with those of the remaining seeds (see :func:`_submit_remaining`). Each run is seeded on
+    its own, so the result does not depend on which worker ran it or when."""
+    from tqdm.auto import tqdm
+
+    run_seed_value = seed + replicate
+    data = load_data(config, device)
+    jobs = _jobs(config)
+    alpha = replicate == 0
+    done: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(jobs), desc=f"seed {run_seed_value}", leave=False, disable=not progress)
+    if device.type == "cpu" and config.workers > 1:
+        from concurrent.futures import as_completed
+
+        _submit_remaining(config, data, seed, replicate)
+        key = cache_key(config=config)
+        futures = {_PENDING.pop((key, run_seed_value, i)): i for i in range(len(jobs))}
+        for fut in as_completed(futures):
+            done[futures[fut]] = fut.result()
+            bar.update(1)
+    else:
+        for i, spec in enumerate(jobs):
+            if spec is None:
+                done[i] = run_eos(config, device=device, seed=run_seed_value, data=data, progress=progress)
+            else:
+                done[i] = run_sgd(config, device=device, seed=run_seed_value, spec=spec, data=data, alpha=alpha,
+                                  progress=progress)
+            bar.update(1)
+    bar.close()
+    specs = jobs[:-1]
+    runs = {spec["label"]: done[i] for i, spec in enumerate(specs)}
+    return {"seed": run_seed_value, "runs": runs, "eos": done[len(specs)], "n_train": len(data[0]),
+            "n_test": len(data[2])}
+
+
+def combine(replicates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The results of several seeds in one dict: ``replicates`` (one :func:`run_seed` result each),
+    ``seeds``, and the first seed's ``runs`` and ``eos`` (what the trajectory figures show)."""
+    if not replicates:
+        raise ValueError("need at least one seed")
+    first = replicates[0]
+    return {"replicates": list(replicates), "seeds": [r["seed"] for r in replicates], "runs": first["runs"],
+            "eos": first["eos"], "n_train": first["n_train"], "n_test": first["n_test"]}
 
 
 def run(config: Config, *, device: torch.device, seed: int) -> dict[str, Any]:
-    """Every SGD run (LR, batch-size and BN sweeps) and the full-batch GD run."""
-    from tqdm.auto import tqdm
-
-    data = load_data(config, device)
-    runs = {}
-    for spec in tqdm(run_specs(config), desc="runs", leave=False):
-        runs[spec["label"]] = run_sgd(config, device=device, seed=seed, spec=spec, data=data)
-    eos = run_eos(config, device=device, seed=seed, data=data)
-    return {"runs": runs, "eos": eos, "n_train": len(data[0]), "n_test": len(data[2])}
+    """All ``config.seeds`` seeds (uncached; the chapter caches each seed with :func:`run_seed`)."""
+    return combine([run_seed(config, device=device, seed=seed, replicate=i) for i in range(config.seeds)])
 
 
-# --------------------------------------------------------------------------- measurements
+# --------------------------------------------------------------------------- measurements (one run)
 def smoothed_max(values: np.ndarray, width: int = 3) -> float:
-    """Maximum of the ``width``-point moving average (robust to single catapult spikes)."""
+    """Maximum of the ``width``-point running mean."""
     values = np.asarray(values, dtype=float)
     if len(values) < width:
         return float(np.max(values))
     return float(np.max(np.convolve(values, np.ones(width) / width, mode="valid")))
+
+
+def running_median_max(values: np.ndarray, width: int = 5) -> float:
+    """Maximum of the ``width``-point running median: a single catapult spike cannot lift it."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < width:
+        return float(np.median(values))
+    windows = np.lib.stride_tricks.sliding_window_view(values, width)
+    return float(np.max(np.median(windows, axis=1)))
 
 
 def second_half(run: dict[str, Any], key: str) -> np.ndarray:
@@ -294,300 +521,639 @@ def break_even_index(run: dict[str, Any]) -> int:
     return int(np.argmax(np.convolve(lam, np.ones(3) / 3, mode="valid"))) + 1
 
 
-def _lr_runs(results: dict[str, Any], config: Config) -> list[dict[str, Any]]:
-    return sorted([r for r in results["runs"].values() if r["sweep"] == "lr"], key=lambda r: r["lr"])
+def conditioning_after_break_even(run: dict[str, Any]) -> float:
+    """Median over the probes from break-even on of λ_K^*/λ_K¹ (λ_K^* above the relative cutoff)."""
+    i = break_even_index(run)
+    return float(np.nanmedian(run["lambda_k_star_rel"][i:] / run["lambda_k"][i:]))
 
 
-def _run(results: dict[str, Any], lr: float, batch_size: int) -> dict[str, Any]:
-    return results["runs"][_label(lr, batch_size)]
+def effective_rank_after_break_even(run: dict[str, Any]) -> float:
+    """Median over the probes from break-even on of Tr K / λ_K¹ (the submission's conditioning)."""
+    i = break_even_index(run)
+    return float(np.median(run["trace_k"][i:] / run["lambda_k"][i:]))
+
+
+def final_test_accuracy(run: dict[str, Any], last: int = 4) -> float:
+    """Test accuracy averaged over the last ``last`` probes (one probe can land on a catapult)."""
+    return float(np.mean(run["test_accuracy_probe"][-last:]))
+
+
+def sharpening(run: dict[str, Any]) -> tuple[float, float]:
+    """(peak λ_H¹ / initial λ_H¹, Spearman correlation of λ_H¹ and λ_K¹ up to the peak)."""
+    peak = break_even_index(run)
+    ratio = float(np.max(run["lambda_h"][:peak + 1]) / run["lambda_h"][0])
+    pre = slice(0, peak + 1)
+    rho = float(spearmanr(run["lambda_h"][pre], run["lambda_k"][pre]).statistic) if peak >= 2 else float("nan")
+    return ratio, rho
+
+
+EOS_BAND = (0.8, 1.25)         # window probes must lie in this band of 2/η ...
+EOS_IN_BAND = 0.9              # ... at least this fraction of them
+EOS_MEDIAN = (0.95, 1.15)      # and their median ratio to 2/η in this range
+EOS_PRECONDITION = 0.8         # λ_H¹ at initialisation ≤ 0.8·2/η (a sharpening phase exists)
+EOS_LOSS_DROP = 0.1            # the window ends when the loss falls below 10 % of its value at reach
+
+
+def eos_window(eos: dict[str, Any]) -> dict[str, Any]:
+    """The pre-registered edge-of-stability test of one full-batch GD run.
+
+    Window: from the first probe with λ_H¹ ≥ 2/η until the loss falls below ``EOS_LOSS_DROP`` of its
+    value there, or the run ends. It holds if λ_H¹(0) ≤ 0.8·2/η, ≥ 90 % of window probes lie in
+    [0.8, 1.25]·2/η, their median ratio to 2/η is in [0.95, 1.15] and the loss at the last window
+    probe is below the loss at reach."""
+    lam, loss, thr = np.asarray(eos["lambda_h"]), np.asarray(eos["loss"]), 2 / eos["lr"]
+    out: dict[str, Any] = {"initial λ_H¹ / (2/η)": float(lam[0] / thr)}
+    pre_ok = bool(lam[0] <= EOS_PRECONDITION * thr)
+    reached = np.nonzero(lam >= thr)[0]
+    if not len(reached):
+        return {**out, "step reached": None, "max λ_H¹ / (2/η)": float(lam.max() / thr), "holds": False,
+                "failed": ["λ_H¹ never reached 2/η"] + ([] if pre_ok else ["λ_H¹(0) ≤ 0.8·2/η"])}
+    i0 = int(reached[0])
+    below = np.nonzero(loss[i0:] < EOS_LOSS_DROP * loss[i0])[0]
+    i1 = i0 + int(below[0]) - 1 if len(below) else len(lam) - 1
+    i1 = max(i1, i0)
+    ratio = lam[i0:i1 + 1] / thr
+    in_band = float(np.mean((ratio >= EOS_BAND[0]) & (ratio <= EOS_BAND[1])))
+    med = float(np.median(ratio))
+    loss_down = bool(loss[i1] < loss[i0])
+    failed = [name for name, ok in (("λ_H¹(0) ≤ 0.8·2/η", pre_ok), ("≥ 90 % of window probes in the band",
+                                                                    in_band >= EOS_IN_BAND),
+                                    ("median ratio in [0.95, 1.15]", EOS_MEDIAN[0] <= med <= EOS_MEDIAN[1]),
+                                    ("loss decreased over the window", loss_down)) if not ok]
+    return {**out, "step reached": int(eos["step"][i0]), "window end step": int(eos["step"][i1]),
+            "window probes": int(i1 - i0 + 1), "fraction in band": in_band, "median ratio": med,
+            "loss at reach": float(loss[i0]), "loss at window end": float(loss[i1]), "holds": not failed,
+            "failed": failed}
+
+
+# --------------------------------------------------------------------------- claims (over seeds)
+def _lr_runs(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted([r for r in rep["runs"].values() if r["sweep"] == "lr"], key=lambda r: r["lr"])
+
+
+def _run(rep: dict[str, Any], lr: float, batch_size: int) -> dict[str, Any]:
+    return rep["runs"][_label(lr, batch_size)]
+
+
+def _interval(values, statistic: Callable[..., float], n: int) -> tuple[float, float] | None:
+    """95 % bootstrap interval over seeds (``None`` for a single seed: there is nothing to resample)."""
+    return bootstrap_interval(values, statistic) if n > 1 else None
+
+
+def _ratio_of_medians(a, b) -> float:
+    return float(np.median(a) / np.median(b))
 
 
 def claims(results: dict[str, Any], config: Config) -> list[Claim]:
-    """The brief's nine checkable claims plus the sanity check, measured on this run."""
-    lr_runs = _lr_runs(results, config)
-    lrs = [r["lr"] for r in lr_runs]
-    lo, hi = lr_runs[0], lr_runs[-1]
+    """Every claim computed from ``results`` over its seeds, as pre-registered (see each threshold).
+
+    The first entry of each claim's ``measured`` is its tested statistic; ``interval`` is the
+    95 % bootstrap interval of that statistic over seeds (Clopper–Pearson for the count of claim 7)."""
+    reps = results["replicates"] if "replicates" in results else [results]
+    n = len(reps)
+    lrs = [r["lr"] for r in _lr_runs(reps[0])]
+    lo, hi = lrs[0], lrs[-1]
+    eta = lambda lr: f"η={lr:g}"  # noqa: E731
     out: list[Claim] = []
 
-    smax = [smoothed_max(r["lambda_h"]) for r in lr_runs]
+    # 1. max of the 3-point-smoothed λ_H¹: decreasing in η (medians over seeds), median ratio ≥ 2
+    smax = np.array([[smoothed_max(r["lambda_h"]) for r in _lr_runs(rep)] for rep in reps])
+    ratio1 = smax[:, 0] / smax[:, -1]
+    med_smax = np.median(smax, axis=0)
+    dec1 = bool(np.all(np.diff(med_smax) < 0))
     out.append(Claim(
         "1-max-lambda-H-decreases-with-lr",
-        "Max of the 3-point-smoothed λ_H¹ strictly decreases with η; smallest-η value ≥ 2× largest-η value",
-        {f"η={lr:g}": v for lr, v in zip(lrs, smax)}, "strictly decreasing and ratio ≥ 2",
-        all(a > b for a, b in zip(smax, smax[1:])) and smax[0] >= 2 * smax[-1]))
+        f"Max of the 3-point-smoothed λ_H¹ decreases with η; the η={lo:g} value is ≥ 2× the η={hi:g} value",
+        {f"median ratio η={lo:g}/η={hi:g}": float(np.median(ratio1)), "per-seed ratios": ratio1,
+         "median max λ_H¹": {eta(lr): v for lr, v in zip(lrs, med_smax)},
+         "seeds where it decreases": int(np.sum(np.all(np.diff(smax, axis=1) < 0, axis=1)))},
+        f"median over seeds decreasing in η and median ratio ≥ 2 ({n} seeds)",
+        dec1 and float(np.median(ratio1)) >= 2, seeds=n, interval=_interval(ratio1, np.median, n),
+        source="Conjecture 1; Fig. 4 (λ_H¹ vs epoch)"))
 
-    med = {r["lr"]: float(np.median(second_half(r, "lambda_h"))) for r in lr_runs}
-    ok_upper = all(med[lr] <= 2 / lr for lr in lrs)
-    ok_lower = all(med[lr] >= 0.3 * 2 / lr for lr in lrs if lr >= 0.1)
+    # 2. second-half median of λ_H¹ relative to 2/η: ≤ 1 for every η, ≥ 0.3 for η ≥ 0.1
+    rel2 = np.array([[np.median(second_half(r, "lambda_h")) * r["lr"] / 2 for r in _lr_runs(rep)] for rep in reps])
+    med2 = np.median(rel2, axis=0)
+    lower = [j for j, lr in enumerate(lrs) if lr >= 0.1]
     out.append(Claim(
         "2-lambda-H-below-2-over-lr",
         "Second-half median of λ_H¹ ≤ 2/η for every η, and ≥ 0.3·(2/η) for η ≥ 0.1",
-        {f"η={lr:g}": {"median": med[lr], "2/η": 2 / lr} for lr in lrs},
-        "median ≤ 2/η; median ≥ 0.3·2/η for η ≥ 0.1", ok_upper and ok_lower))
+        {"largest median λ_H¹/(2/η)": float(med2.max()),
+         "median λ_H¹/(2/η)": {eta(lr): v for lr, v in zip(lrs, med2)},
+         "smallest for η ≥ 0.1": float(med2[lower].min()) if lower else float("nan")},
+        f"medians over seeds: all ≤ 1, and ≥ 0.3 for η ≥ 0.1 (interval: the largest; {n} seeds)",
+        bool(np.all(med2 <= 1) and np.all(med2[lower] >= 0.3)), seeds=n,
+        interval=_interval(tuple(rel2.T), lambda *c: max(np.median(x) for x in c), n),
+        source="break-even point (stability condition); Fig. 4"))
 
-    mk = [float(np.median(after_start(r, "lambda_k"))) for r in lr_runs]
+    # 3. median λ_K¹: η = lo at least 1.5× η = hi (median of per-seed ratios)
+    mk = np.array([[np.median(after_start(r, "lambda_k")) for r in _lr_runs(rep)] for rep in reps])
+    ratio3 = mk[:, 0] / mk[:, -1]
     out.append(Claim(
         "3-lambda-K-decreases-with-lr",
-        f"Median λ_K¹ at η={lrs[0]:g} ≥ 1.5× that at η={lrs[-1]:g}",
-        {f"η={lr:g}": v for lr, v in zip(lrs, mk)}, "ratio ≥ 1.5", mk[0] >= 1.5 * mk[-1]))
+        f"Median λ_K¹ at η={lo:g} ≥ 1.5× that at η={hi:g}",
+        {f"median ratio η={lo:g}/η={hi:g}": float(np.median(ratio3)), "per-seed ratios": ratio3,
+         "median λ_K¹": {eta(lr): v for lr, v in zip(lrs, np.median(mk, axis=0))}},
+        f"median ratio ≥ 1.5 ({n} seeds)", float(np.median(ratio3)) >= 1.5, seeds=n,
+        interval=_interval(ratio3, np.median, n), source="Conjecture 1; Fig. 3 (λ_K¹ vs epoch)"))
 
-    tk = [float(np.median(after_start(r, "trace_k"))) for r in lr_runs]
+    # 4. median Tr K: decreasing in η (medians over seeds), median ratio lo/hi ≥ 2
+    tk = np.array([[np.median(after_start(r, "trace_k")) for r in _lr_runs(rep)] for rep in reps])
+    ratio4 = tk[:, 0] / tk[:, -1]
+    med_tk = np.median(tk, axis=0)
     out.append(Claim(
         "4-trace-K-decreases-with-lr",
-        f"Median Tr K decreases with η; ratio ≥ 2 between η={lrs[0]:g} and η={lrs[-1]:g}",
-        {f"η={lr:g}": v for lr, v in zip(lrs, tk)}, "strictly decreasing and ratio ≥ 2",
-        all(a > b for a, b in zip(tk, tk[1:])) and tk[0] >= 2 * tk[-1]))
+        f"Median Tr K decreases with η; ratio ≥ 2 between η={lo:g} and η={hi:g}",
+        {f"median ratio η={lo:g}/η={hi:g}": float(np.median(ratio4)), "per-seed ratios": ratio4,
+         "median Tr K": {eta(lr): v for lr, v in zip(lrs, med_tk)}},
+        f"median over seeds decreasing in η and median ratio ≥ 2 ({n} seeds)",
+        bool(np.all(np.diff(med_tk) < 0)) and float(np.median(ratio4)) >= 2, seeds=n,
+        interval=_interval(ratio4, np.median, n), source="Conjecture 2 (Tr K); Fig. 3"))
 
+    # 5. S = large vs small at η = batch_lr: 5-point running-median max λ_H¹ and second-half median Tr K
     small, large = min(config.batch_sizes), max(config.batch_sizes)
-    rs, rl = _run(results, config.batch_lr, small), _run(results, config.batch_lr, large)
-    m5 = {f"S={small}": {"smoothed max λ_H¹": smoothed_max(rs["lambda_h"]),
-                         "median Tr K": float(np.median(after_start(rs, "trace_k")))},
-          f"S={large}": {"smoothed max λ_H¹": smoothed_max(rl["lambda_h"]),
-                         "median Tr K": float(np.median(after_start(rl, "trace_k")))}}
+    m_s = np.array([running_median_max(_run(rep, config.batch_lr, small)["lambda_h"]) for rep in reps])
+    m_l = np.array([running_median_max(_run(rep, config.batch_lr, large)["lambda_h"]) for rep in reps])
+    t_s = np.array([np.median(second_half(_run(rep, config.batch_lr, small), "trace_k")) for rep in reps])
+    t_l = np.array([np.median(second_half(_run(rep, config.batch_lr, large), "trace_k")) for rep in reps])
+    both5 = lambda ml, ms, tl, ts: min(_ratio_of_medians(ml, ms), _ratio_of_medians(tl, ts))  # noqa: E731
+    stat5 = both5(m_l, m_s, t_l, t_s)
     out.append(Claim(
         "5-larger-batch-sharper",
-        f"At η={config.batch_lr:g}, S={large} has a higher smoothed max λ_H¹ and a higher median Tr K than S={small}",
-        m5, "both larger for the larger batch",
-        m5[f"S={large}"]["smoothed max λ_H¹"] > m5[f"S={small}"]["smoothed max λ_H¹"]
-        and m5[f"S={large}"]["median Tr K"] > m5[f"S={small}"]["median Tr K"]))
+        f"At η={config.batch_lr:g}, S={large} has a higher max sharpness (5-point running median of λ_H¹) and a "
+        f"higher second-half median Tr K than S={small}, in the median over seeds",
+        {f"smaller of the two ratios S={large}/S={small}": stat5,
+         "max λ_H¹ ratio of medians": _ratio_of_medians(m_l, m_s),
+         "Tr K ratio of medians": _ratio_of_medians(t_l, t_s),
+         f"max λ_H¹ per seed S={small}": m_s, f"max λ_H¹ per seed S={large}": m_l,
+         f"Tr K per seed S={small}": t_s, f"Tr K per seed S={large}": t_l},
+        f"both ratios of medians > 1 ({n} seeds)", stat5 > 1, seeds=n,
+        interval=_interval((m_l, m_s, t_l, t_s), both5, n), source="Conjectures 1–2 (batch size); Figs. 3–4"))
 
-    m6, ok6 = {}, True
-    for r in lr_runs:
-        peak = break_even_index(r)
-        ratio = float(np.max(r["lambda_h"][:peak + 1]) / r["lambda_h"][0])
-        pre = slice(0, peak + 1)
-        rho = float(spearmanr(r["lambda_h"][pre], r["lambda_k"][pre]).statistic) if peak >= 2 else float("nan")
-        m6[f"η={r['lr']:g}"] = {"peak/initial": ratio, "pre-peak Spearman": rho, "pre-peak probes": peak + 1}
-        ok6 = ok6 and ratio >= 5 and np.isfinite(rho) and rho >= 0.4
+    # 6. progressive sharpening: per seed the least-sharpening LR run; medians over seeds
+    sh = np.array([[sharpening(r) for r in _lr_runs(rep)] for rep in reps])  # (seeds, lrs, 2)
+    peak6, rho6 = sh[:, :, 0].min(axis=1), np.nan_to_num(sh[:, :, 1], nan=-1.0).min(axis=1)
     out.append(Claim(
         "6-progressive-sharpening",
         "Every LR-sweep run: peak λ_H¹ ≥ 5× its initial value, and λ_H¹, λ_K¹ rise together before the peak",
-        m6, "peak/initial ≥ 5 and pre-peak Spearman ≥ 0.4", ok6))
+        {"median pre-peak Spearman (least of the runs)": float(np.median(rho6)),
+         "median peak/initial (least of the runs)": float(np.median(peak6)),
+         "peak/initial interval": _interval(peak6, np.median, n) or [float(peak6[0])] * 2,
+         "per-seed Spearman": rho6, "per-seed peak/initial": peak6},
+        f"medians over seeds: peak/initial ≥ 5 and Spearman ≥ 0.4 (interval: Spearman; {n} seeds)",
+        float(np.median(peak6)) >= 5 and float(np.median(rho6)) >= 0.4, seeds=n,
+        interval=_interval(rho6, np.median, n), source="Fig. 2 (early phase); progressive sharpening"))
 
-    eos = results["eos"]
-    lam, thr = eos["lambda_h"], 2 / eos["lr"]
-    reached = np.nonzero(lam >= thr)[0]
-    if len(reached):
-        i0 = int(reached[0])
-        band = lam[i0:] / thr
-        loss_at = eos["loss"][i0:]
-        m7 = {"step reached": int(eos["step"][i0]), "2/η": thr, "min ratio after": float(band.min()),
-              "max ratio after": float(band.max()), "loss at reach": float(loss_at[0]), "final loss": float(loss_at[-1])}
-        ok7 = bool(np.all(np.abs(band - 1) <= 0.2)) and loss_at[-1] < loss_at[0]
-    else:
-        m7, ok7 = {"max λ_H¹": float(lam.max()), "2/η": thr}, False
+    # 7. edge of stability: the pre-registered window test holds in the majority of seeds
+    windows = [eos_window(rep["eos"]) for rep in reps]
+    k7 = sum(w["holds"] for w in windows)
+    eos0 = reps[0]["eos"]
     out.append(Claim(
         "7-edge-of-stability",
-        f"Full-batch GD (η={eos['lr']:g}, {eos['examples']} examples): sharpness reaches 2/η, then stays within "
-        "±20 % of it while the loss still decreases overall",
-        m7, "all later probes in [0.8, 1.2]·2/η and final loss < loss at reach", ok7))
+        f"Full-batch GD ({'½·Σ squared error' if eos0.get('loss_name', 'mse') == 'mse' else 'cross-entropy'}, "
+        f"η={eos0['lr']:g}, {eos0['examples']} examples): λ_H¹ rises to 2/η and then hovers there while the loss "
+        "still decreases",
+        {"seeds where it holds": f"{k7} of {n}", **{f"seed {rep['seed']}": w for rep, w in zip(reps, windows)}},
+        "per seed: λ_H¹(0) ≤ 0.8·2/η; in the window ≥ 90 % of probes in [0.8, 1.25]·2/η, median ratio in "
+        f"[0.95, 1.15], loss at its end < loss at reach; holds in > half of the {n} seeds",
+        k7 > n / 2, kind="finding", seeds=n, interval=clopper_pearson(k7, n) if n > 1 else None,
+        source="cross-check: edge of stability (Cohen et al. 2021)"))
 
-    def cond_after(r):
-        i = break_even_index(r)
-        return float(np.median(r["lambda_k_star"][i:] / r["lambda_k"][i:]))
-    def rank_after(r):
-        i = break_even_index(r)
-        return float(np.median(r["trace_k"][i:] / r["lambda_k"][i:]))
-    c_lo, c_hi = cond_after(lo), cond_after(hi)
+    # 8. conditioning after break-even: λ_K^*/λ_K¹ higher for the largest η (reported; may fail)
+    c_lo = np.array([conditioning_after_break_even(_lr_runs(rep)[0]) for rep in reps])
+    c_hi = np.array([conditioning_after_break_even(_lr_runs(rep)[-1]) for rep in reps])
+    e_lo = np.array([effective_rank_after_break_even(_lr_runs(rep)[0]) for rep in reps])
+    e_hi = np.array([effective_rank_after_break_even(_lr_runs(rep)[-1]) for rep in reps])
+    ratio8, eratio = c_hi / c_lo, e_hi / e_lo
+    rank = {lr: [float(np.median(_lr_runs(rep)[j]["rank_k_rel"][break_even_index(_lr_runs(rep)[j]):]))
+                 for rep in reps] for j, lr in ((0, lo), (-1, hi))}
+    at_cutoff = float(max(np.median(c_lo), np.median(c_hi)) / config.cov_cutoff)
     out.append(Claim(
         "8-conditioning-K (may fail)",
-        f"Conjecture 2: median λ_K^*/λ_K¹ after break-even is higher for η={hi['lr']:g} than for η={lo['lr']:g}",
-        {f"λ_K^*/λ_K¹ η={lo['lr']:g}": c_lo, f"λ_K^*/λ_K¹ η={hi['lr']:g}": c_hi,
-         f"(Tr K/λ_K¹ η={lo['lr']:g})": rank_after(lo), f"(Tr K/λ_K¹ η={hi['lr']:g})": rank_after(hi)},
-        "λ_K^*/λ_K¹: largest η > smallest η", c_hi > c_lo))
+        f"Conjecture 2: λ_K^*/λ_K¹ after break-even (λ_K^* the smallest eigenvalue above "
+        f"{config.cov_cutoff:g}·λ_K¹) is higher for η={hi:g} than for η={lo:g}",
+        {f"median ratio η={hi:g}/η={lo:g}": float(np.median(ratio8)),
+         f"median λ_K^*/λ_K¹": {eta(lo): float(np.median(c_lo)), eta(hi): float(np.median(c_hi))},
+         f"effective rank Tr K/λ_K¹ median ratio η={hi:g}/η={lo:g}": float(np.median(eratio)),
+         "effective rank ratio interval": _interval(eratio, np.median, n) or [float(eratio[0])] * 2,
+         "median effective rank": {eta(lo): float(np.median(e_lo)), eta(hi): float(np.median(e_hi))},
+         "median number of eigenvalues above the cutoff": {eta(lr): float(np.median(v)) for lr, v in rank.items()},
+         "larger median λ_K^*/λ_K¹ in units of the cutoff": at_cutoff},
+        f"median ratio > 1 ({n} seeds); effective rank reported", float(np.median(ratio8)) > 1, seeds=n,
+        interval=_interval(ratio8, np.median, n), source="Conjecture 2 (conditioning of K); Fig. 3"))
 
+    # 9. final test accuracy (mean of the last 4 probes): median at the largest η ≥ median at the smallest
+    a_lo = np.array([final_test_accuracy(_lr_runs(rep)[0]) for rep in reps])
+    a_hi = np.array([final_test_accuracy(_lr_runs(rep)[-1]) for rep in reps])
+    diff9 = lambda h, l: float(np.median(h) - np.median(l))  # noqa: E731
     out.append(Claim(
         "9-test-accuracy (may fail)",
-        f"Final test accuracy is not lower for η={hi['lr']:g} than for η={lo['lr']:g}",
-        {f"η={r['lr']:g}": r["test_accuracy"] for r in lr_runs}, "largest η ≥ smallest η",
-        hi["test_accuracy"] >= lo["test_accuracy"]))
+        f"Final test accuracy (mean of the last 4 probes) is not lower for η={hi:g} than for η={lo:g}",
+        {f"difference of medians η={hi:g} − η={lo:g}": diff9(a_hi, a_lo),
+         "median test accuracy": {eta(lo): float(np.median(a_lo)), eta(hi): float(np.median(a_hi))},
+         f"per seed η={lo:g}": a_lo, f"per seed η={hi:g}": a_hi},
+        f"difference of medians ≥ 0 ({n} seeds)", diff9(a_hi, a_lo) >= 0, seeds=n,
+        interval=_interval((a_hi, a_lo), diff9, n), source="larger η, better final test accuracy (within the trainable range)"))
 
-    bn_runs = sorted([r for r in results["runs"].values() if r["bn"]], key=lambda r: r["lr"])
-    if len(bn_runs) >= 2:  # full profile only: the SimpleCNN-with-BN sweep
-        mbn = {f"η={r['lr']:g}": float(np.median(after_start(r, "lambda_k"))) for r in bn_runs}
-        vals = list(mbn.values())
+    bn = [sorted([r for r in rep["runs"].values() if r["bn"]], key=lambda r: r["lr"]) for rep in reps]
+    if len(bn[0]) >= 2:  # full profile only: the SimpleCNN-with-BN sweep
+        ratio10 = np.array([np.median(after_start(b[0], "lambda_k")) / np.median(after_start(b[-1], "lambda_k"))
+                            for b in bn])
         out.append(Claim(
             "10-batchnorm-small-lr",
-            f"With batch norm, the smallest η ({bn_runs[0]['lr']:g}) still gives a large λ_K¹: median λ_K¹ ≥ 1.5× "
-            f"that at the largest η ({bn_runs[-1]['lr']:g})", mbn, "ratio ≥ 1.5", vals[0] >= 1.5 * vals[-1]))
+            f"With batch norm, the smallest η ({bn[0][0]['lr']:g}) still gives a large λ_K¹: median λ_K¹ ≥ 1.5× "
+            f"that at the largest η ({bn[0][-1]['lr']:g})",
+            {"median ratio": float(np.median(ratio10)), "per-seed ratios": ratio10},
+            f"median ratio ≥ 1.5 ({n} seeds)", float(np.median(ratio10)) >= 1.5, seeds=n,
+            interval=_interval(ratio10, np.median, n), source="Fig. 5 (SimpleCNN with batch norm)"))
 
-    finite = {r["label"]: bool(not r["diverged"] and np.all(np.isfinite(r["lambda_h"]))
-                               and np.all(np.isfinite(r["step_loss"])) and np.all(np.isfinite(r["trace_k"])))
-              for r in results["runs"].values()}
-    acc = {r["label"]: r["final_train_accuracy"] for r in results["runs"].values() if r["lr"] >= 0.1 and not r["bn"]}
+    finite = [bool(not r["diverged"] and np.all(np.isfinite(r["lambda_h"])) and np.all(np.isfinite(r["step_loss"]))
+                   and np.all(np.isfinite(r["trace_k"]))) for rep in reps for r in rep["runs"].values()]
+    labels = [r["label"] for r in reps[0]["runs"].values() if r["lr"] >= 0.1 and not r["bn"]]
+    acc = np.array([[rep["runs"][lab]["final_train_accuracy"] for lab in labels] for rep in reps])
+    least = lambda *cols: min(float(np.median(c)) for c in cols)  # noqa: E731
+    stat_s = least(*acc.T)
     out.append(Claim(
-        "sanity", "Every run stays finite (no NaNs); final training accuracy ≥ 0.8 for η ≥ 0.1",
-        {"finite": finite, "train accuracy": acc}, "all finite; accuracy ≥ 0.8",
-        all(finite.values()) and all(a >= 0.8 for a in acc.values())))
+        "sanity",
+        "Every run of every seed stays finite (no NaNs); final training accuracy ≥ 0.8 for every run with η ≥ 0.1 "
+        f"(S={large} trained {epochs_for(config, large)} epochs)",
+        {"least median train accuracy (η ≥ 0.1)": stat_s,
+         "median train accuracy": {lab: float(np.median(acc[:, j])) for j, lab in enumerate(labels)},
+         "finite runs": f"{sum(finite)} of {len(finite)}"},
+        f"all finite; median over seeds ≥ 0.8 for each run ({n} seeds)", all(finite) and stat_s >= 0.8,
+        kind="check", seeds=n, interval=_interval(tuple(acc.T), least, n)))
     return out
 
 
+# --------------------------------------------------------------------------- generated conclusions
+_TOPICS = {
+    "1-max-lambda-H-decreases-with-lr": "the maximum of λ_H¹ falls with the learning rate (Conjecture 1)",
+    "2-lambda-H-below-2-over-lr": "after break-even SGD keeps λ_H¹ below, but at the scale of, 2/η",
+    "3-lambda-K-decreases-with-lr": "the top eigenvalue λ_K¹ of the gradient covariance falls with the learning "
+                                    "rate (Conjecture 1)",
+    "4-trace-K-decreases-with-lr": "Tr K falls with the learning rate (Conjecture 2, first half)",
+    "5-larger-batch-sharper": "a larger batch reaches a sharper region with a larger Tr K (Conjectures 1–2 along S)",
+    "6-progressive-sharpening": "λ_H¹ and λ_K¹ rise together before break-even (progressive sharpening)",
+    "7-edge-of-stability": "full-batch GD hovers at the edge of stability 2/η",
+    "8-conditioning-K (may fail)": "K is better conditioned for a larger learning rate (Conjecture 2, second half)",
+    "9-test-accuracy (may fail)": "a larger learning rate generalises at least as well",
+    "10-batchnorm-small-lr": "with batch norm a small learning rate still gives a large λ_K¹",
+    "sanity": "every run is finite and the runs with η ≥ 0.1 fit the training set",
+}
+
+# Why a claim comes out as it does: narrative shown only for the outcome it explains, with numbers
+# taken from the record (never a verdict of its own).
+_WHY = {
+    ("9-test-accuracy (may fail)", False):
+        "The table lists the per-seed accuracies: the interval of the difference shows how it compares with "
+        "the seed-to-seed spread.",
+    ("5-larger-batch-sharper", False):
+        "The table lists both ratios per seed: a catapult of a small-batch run can lift its maximum, which is "
+        "why the maximum is taken of a 5-point running median.",
+}
+
+
+def _why(record: dict[str, Any]) -> str:
+    """Narrative for one record, conditioned on its outcome and measured values."""
+    cid, passed, m = record["id"], bool(record["passed"]), record["measured"]
+    if cid.startswith("7-") and isinstance(m, dict):
+        failing = [f"{key} fails on {', '.join(v['failed'])}" for key, v in m.items()
+                   if key.startswith("seed ") and isinstance(v, dict) and v.get("failed")]
+        return ("Per seed: " + "; ".join(failing) + ".") if failing else ""
+    if cid.startswith("8-") and isinstance(m, dict):
+        rank_key = next((k for k in m if k.startswith("effective rank Tr K/λ_K¹ median ratio")), None)
+        text = ""
+        if not passed and m.get("larger median λ_K^*/λ_K¹ in units of the cutoff", np.inf) < 2:
+            text += ("λ_K^* sits at the cutoff for both learning rates: the spectrum of K continues below it, so "
+                     "the ratio measures the cutoff rather than a difference between learning rates. With 256 "
+                     "per-example gradients, K has rank at most 255, and as examples are fitted their gradients "
+                     "shrink towards zero; the paper estimates K from about 25 mini-batch gradients, whose small "
+                     "spectrum does not see this. ")
+        if rank_key:
+            r, (a, b) = m[rank_key], m.get("effective rank ratio interval", [np.nan, np.nan])
+            side = "lower" if b < 1 else "higher" if a > 1 else "not distinguishable"
+            text += (f"The effective rank Tr K/λ_K¹ (the submission's conditioning, where Conjecture 2 expects it "
+                     f"higher for the larger η) is {side}{' for the larger η' if side != 'not distinguishable' else ''}: "
+                     f"{rank_key.split('median ratio ')[-1]} = {_fmt(r)} (95 % interval [{_fmt(a)}, {_fmt(b)}]).")
+        return text
+    return _WHY.get((cid, passed), "")
+
+
+def _as_records(claims_or_records: Sequence[Any], profile: str = "quick") -> list[dict[str, Any]]:
+    return [c.record(profile) if isinstance(c, Claim) else c for c in claims_or_records]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def claim_sentence(record: dict[str, Any]) -> str:
+    """One generated sentence: the claim's topic, its verdict, tested statistic and interval."""
+    topic = _TOPICS.get(record["id"], record["statement"])
+    if record.get("kind", "paper") == "paper":
+        verdict = "**reproduced**" if record["passed"] else "**not reproduced**"
+    else:
+        verdict = "**holds**" if record["passed"] else "**does not hold**"
+    measured = record["measured"]
+    stat_name, stat = next(iter(measured.items())) if isinstance(measured, dict) and measured else ("value", measured)
+    text = f"*{topic}* — {verdict}: {stat_name} = {_fmt(stat)}"
+    if record.get("interval"):
+        lo, hi = record["interval"]
+        text += f" (95 % interval [{_fmt(lo)}, {_fmt(hi)}] over {record['seeds']} seeds)"
+    text += f"; threshold: {record['threshold']}."
+    if record.get("source"):
+        text += f" Source: {record['source']}."
+    why = _why(record)
+    return text + (f" {why}" if why else "")
+
+
+def summary_markdown(claims_or_records: Sequence[Any], ids: Sequence[str] | None = None) -> str:
+    """The chapter's conclusions, generated from this run's claim records (``Claim`` objects or dicts).
+
+    With ``ids``, only those claims (in that order); otherwise an overview and every claim."""
+    records = {r["id"]: r for r in _as_records(claims_or_records)}
+    if ids is not None:
+        return "\n".join(f"- {claim_sentence(records[i])}" for i in ids if i in records)
+    paper = [r for r in records.values() if r["kind"] == "paper"]
+    held = [r for r in paper if r["passed"]]
+    failed = [r["id"] for r in paper if not r["passed"]]
+    seeds = max((r["seeds"] for r in records.values()), default=1)
+    lines = [f"**In this run, {len(held)} of {len(paper)} of the paper's claims reproduce** "
+             f"(each judged on a statistic over {seeds} independent seeds)"
+             + (f"; not reproduced: {', '.join(failed)}." if failed else ".")]
+    for r in records.values():
+        if r["kind"] != "paper":
+            lines.append(f"The {'cross-check' if r['kind'] == 'finding' else 'self-check'} `{r['id']}` "
+                         f"{'holds' if r['passed'] else 'does not hold'}.")
+    lines.append("")
+    lines += [f"- {claim_sentence(r)}" for r in records.values()]
+    return "\n".join(lines)
+
+
+def runs_table(results: dict[str, Any]) -> str:
+    """Plain-text table of every run: probes, final train accuracy and test accuracy (mean of the last
+    4 probes) per seed, and the compute time of each seed (training and probes, when it was computed)."""
+    reps = _replicates(results)
+    seeds = " ".join(f"{rep['seed']:>5}" for rep in reps)
+    lines = [f"{'run':<16}{'probes':>7}   train accuracy, seeds {seeds.strip()}   |   test accuracy (last 4 probes)"]
+    for label in reps[0]["runs"]:
+        runs = [rep["runs"][label] for rep in reps]
+        train_acc = " ".join(f"{r['final_train_accuracy']:.3f}" for r in runs)
+        test_acc = " ".join(f"{final_test_accuracy(r):.3f}" for r in runs)
+        lines.append(f"{label:<16}{len(runs[0]['step']):>7}   {train_acc:<{6 * len(reps) + 22}}   |   {test_acc}")
+    eos = reps[0]["eos"]
+    lines.append(f"{'GD η=' + format(eos['lr'], 'g'):<16}{len(eos['step']):>7}   full-batch GD, {eos['examples']} examples, "
+                 f"{eos['loss_name']} loss")
+    times = ", ".join(f"seed {rep['seed']}: {sum(r['seconds'] for r in rep['runs'].values()) + rep['eos']['seconds']:.0f} s"
+                      for rep in reps)
+    return "\n".join(lines) + f"\ncompute time per seed (training + probes): {times}"
+
+
+def eos_markdown(results: dict[str, Any]) -> str:
+    """What the full-batch GD runs did, per seed, generated from the results."""
+    parts = []
+    for rep in results.get("replicates", [results]):
+        w = eos_window(rep["eos"])
+        if w["step reached"] is None:
+            parts.append(f"seed {rep['seed']}: λ_H¹ never reached 2/η (largest λ_H¹/(2/η) = "
+                         f"{w['max λ_H¹ / (2/η)']:.2f})")
+            continue
+        parts.append(f"seed {rep['seed']}: λ_H¹ starts at {w['initial λ_H¹ / (2/η)']:.2f}·2/η, reaches 2/η at step "
+                     f"{w['step reached']}; in the window (to step {w['window end step']}, {w['window probes']} "
+                     f"probes) {100 * w['fraction in band']:.0f} % of probes lie in [0.8, 1.25]·2/η, median "
+                     f"{w['median ratio']:.2f}·2/η, loss {w['loss at reach']:.3g} → {w['loss at window end']:.3g}"
+                     + (f" — fails: {', '.join(w['failed'])}" if w["failed"] else " — holds"))
+    return "In this run: " + "; ".join(parts) + "."
+
+
 # --------------------------------------------------------------------------- figures
+LAMBDA_H = r"$\lambda_H^1$"
+LAMBDA_K = r"$\lambda_K^1$"
+
+
 def _colors(n: int):
     cmap = plt.get_cmap("viridis")
     return [cmap(0.1 + 0.75 * i / max(1, n - 1)) for i in range(n)]
 
 
-def _sweeps(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    runs = list(results["runs"].values())
+def _sweeps(results: dict[str, Any], rep: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The runs of one seed (default: the first) grouped by sweep, with panel titles as keys."""
+    runs = list((rep or results)["runs"].values())
     ref_lr = next((r["lr"] for r in runs if r["sweep"] == "batch"), None)
     lr_sweep = sorted([r for r in runs if r["sweep"] == "lr"], key=lambda r: r["lr"])
     batch_sweep = sorted([r for r in runs if r["sweep"] == "batch" or (r["sweep"] == "lr" and r["lr"] == ref_lr)],
                          key=lambda r: r["batch_size"])
-    out = {"learning rate (S fixed)": lr_sweep, "batch size (η fixed)": batch_sweep}
+    s_fixed = lr_sweep[0]["batch_size"] if lr_sweep else ""
+    out = {rf"learning rates ($S={s_fixed}$)": lr_sweep, rf"batch sizes ($\eta={ref_lr:g}$)": batch_sweep}
     bn = sorted([r for r in runs if r["sweep"] == "bn"], key=lambda r: r["lr"])
     if bn:
         out["with batch norm"] = bn
     return out
 
 
-def figure_sharpness(results: dict[str, Any]):
-    """λ_H¹ (top) and λ_K¹ (bottom) vs epoch, for each sweep, with the 2/η stability lines."""
-    sweeps = _sweeps(results)
-    fig, axes = plt.subplots(2, len(sweeps), figsize=(5.2 * len(sweeps), 7), sharex=True, squeeze=False)
-    for j, (name, runs) in enumerate(sweeps.items()):
-        for r, c in zip(runs, _colors(len(runs))):
-            axes[0, j].semilogy(r["epoch"], r["lambda_h"], "-o", ms=2.5, color=c, label=r["label"])
-            axes[1, j].semilogy(r["epoch"], r["lambda_k"], "-o", ms=2.5, color=c, label=r["label"])
-        for lr in sorted({r["lr"] for r in runs}):
-            c = _colors(len(runs))[[r["lr"] for r in runs].index(lr)] if len({r["lr"] for r in runs}) > 1 else "k"
-            axes[0, j].axhline(2 / lr, ls="--", lw=1, color=c, label=f"2/η = {2 / lr:g}")
-        axes[0, j].set(title=f"sweep over {name}", ylabel="λ_H¹ (top Hessian eigenvalue)")
-        axes[1, j].set(xlabel="epoch", ylabel="λ_K¹ (top eigenvalue of K)")
-        axes[0, j].legend(fontsize=8, ncol=2)
-    fig.suptitle("Curvature along SGD trajectories: the break-even point", y=1.0)
-    fig.tight_layout()
+def _replicates(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return results.get("replicates", [results])
+
+
+def _other_seeds(results: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    return [rep["runs"][label] for rep in _replicates(results)[1:] if label in rep["runs"]]
+
+
+def _legend(ax, **kwargs) -> None:
+    ax.legend(fontsize=7, handlelength=1.5, **kwargs)
+
+
+def _minor_label(value: float, _pos: Any = None) -> str:
+    """Label minor log ticks at 2× and 5× a power of ten only (the others would collide)."""
+    if value <= 0:
+        return ""
+    lead = value / 10 ** np.floor(np.log10(value))
+    return f"{value:g}" if np.isclose(lead, 2) or np.isclose(lead, 5) else ""
+
+
+def _tidy(fig):
+    """Plain numbers (20, not 2×10¹) on log axes; minor labels only where an axis spans < 1.5 decades."""
+    for ax in fig.axes:
+        for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+            if scale != "log" or min(lim) <= 0:
+                continue
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+            narrow = np.log10(max(lim) / min(lim)) < 1.5
+            axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label) if narrow
+                                     else matplotlib.ticker.NullFormatter())
     return fig
+
+
+def figure_sharpness(results: dict[str, Any]):
+    """λ_H¹ (top row) and λ_K¹ (bottom row) vs epoch for each sweep, with the 2/η lines.
+
+    The first seed is drawn solid, the other seeds thin and faint in the same colour."""
+    sweeps = _sweeps(results)
+    m = len(sweeps)
+    fig, axes = panels(2 * m, ncols=min(m, 3), row_height=2.5)
+    for j, (name, runs) in enumerate(sweeps.items()):
+        top, bottom = axes[j], axes[m + j]
+        colors = _colors(len(runs))
+        for r, c in zip(runs, colors):
+            for other in _other_seeds(results, r["label"]):
+                top.semilogy(other["epoch"], other["lambda_h"], "-", lw=0.6, alpha=0.35, color=c)
+                bottom.semilogy(other["epoch"], other["lambda_k"], "-", lw=0.6, alpha=0.35, color=c)
+            top.semilogy(r["epoch"], r["lambda_h"], "-o", ms=2, lw=1.2, color=c, label=_tex_label(r["lr"], r["batch_size"]))
+            bottom.semilogy(r["epoch"], r["lambda_k"], "-o", ms=2, lw=1.2, color=c)
+        lrs = sorted({r["lr"] for r in runs})
+        for lr in lrs:
+            c = colors[[r["lr"] for r in runs].index(lr)] if len(lrs) > 1 else "k"
+            top.axhline(2 / lr, ls="--", lw=0.9, color=c)
+        top.set(title=name, xlabel="epoch", ylabel=LAMBDA_H + " (top Hessian eigenvalue)")
+        bottom.set(xlabel="epoch", ylabel=LAMBDA_K + " (top eigenvalue of K)")
+        top.plot([], [], "--", lw=0.9, color="0.3", label=r"$2/\eta$ (stability line)")
+        _legend(top, loc="lower right")
+    return _tidy(fig)
 
 
 def figure_plane(results: dict[str, Any]):
-    """Trajectories in the (λ_H¹, λ_K¹) plane; a circle marks the start, a square the end."""
+    """Trajectories of the first seed in the (λ_H¹, λ_K¹) plane; circle: start, star: peak of λ_H¹, square: end."""
     sweeps = _sweeps(results)
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.2 * len(sweeps), 4.3), squeeze=False)
-    for ax, (name, runs) in zip(axes[0], sweeps.items()):
+    fig, axes = panels(len(sweeps), row_height=3.0)
+    for ax, (name, runs) in zip(axes, sweeps.items()):
         for r, c in zip(runs, _colors(len(runs))):
-            ax.loglog(r["lambda_h"], r["lambda_k"], "-", lw=1.2, color=c, label=r["label"])
-            ax.loglog(r["lambda_h"][:1], r["lambda_k"][:1], "o", color=c)
-            ax.loglog(r["lambda_h"][-1:], r["lambda_k"][-1:], "s", color=c)
+            ax.loglog(r["lambda_h"], r["lambda_k"], "-", lw=1.0, color=c, label=_tex_label(r["lr"], r["batch_size"]))
+            ax.loglog(r["lambda_h"][:1], r["lambda_k"][:1], "o", ms=5, color=c)
+            ax.loglog(r["lambda_h"][-1:], r["lambda_k"][-1:], "s", ms=5, color=c)
             i = break_even_index(r)
-            ax.loglog(r["lambda_h"][i:i + 1], r["lambda_k"][i:i + 1], "*", ms=11, color=c, mec="k", mew=0.5)
-        ax.set(xlabel="λ_H¹", ylabel="λ_K¹", title=f"sweep over {name}\n(● start, ★ peak of λ_H¹, ■ end)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-FLOAT64_FLOOR = 1e-15  # relative size below which an eigenvalue of K is rounding noise in float64
+            ax.loglog(r["lambda_h"][i:i + 1], r["lambda_k"][i:i + 1], "*", ms=10, color=c, mec="k", mew=0.5)
+        ax.set(xlabel=LAMBDA_H, ylabel=LAMBDA_K, title=f"{name}\n(● start, ★ peak of {LAMBDA_H}, ■ end)")
+        _legend(ax, loc="upper left")
+    return _tidy(fig)
 
 
 def figure_covariance(results: dict[str, Any]):
-    """Tr K, the conditioning λ_K^*/λ_K¹ and Tr K/λ_K¹ vs epoch, for the LR and batch-size sweeps."""
+    """Tr K, the conditioning λ_K^*/λ_K¹ (λ_K^* above the relative cutoff; float64 sweeps only) and
+    Tr K/λ_K¹ vs epoch (first seed), one row per sweep."""
     sweeps = _sweeps(results)
-    fig, axes = plt.subplots(len(sweeps), 3, figsize=(14, 3.4 * len(sweeps)), squeeze=False)
-    for i, (name, runs) in enumerate(sweeps.items()):
+    rows = [(name, runs, all(np.isfinite(r["lambda_k_star_rel"]).any() for r in runs)) for name, runs in sweeps.items()]
+    fig, axes = panels(sum(3 if cond else 2 for *_, cond in rows), ncols=3, row_height=2.4)
+    pos = 0
+    for name, runs, cond in rows:
+        a, b, c_ax = (axes[pos], axes[pos + 1], axes[pos + 2]) if cond else (axes[pos], None, axes[pos + 1])
+        pos += 3 if cond else 2
         for r, c in zip(runs, _colors(len(runs))):
-            axes[i, 0].semilogy(r["epoch"], r["trace_k"], color=c, label=r["label"])
-            # ratios below ~1e-15 are float64 rounding of a (near-)zero eigenvalue: show them at the floor
-            ratio = np.maximum(r["lambda_k_star"] / r["lambda_k"], FLOAT64_FLOOR)
-            axes[i, 1].semilogy(r["epoch"], ratio, color=c, label=r["label"])
-            axes[i, 2].plot(r["epoch"], r["trace_k"] / r["lambda_k"], color=c, label=r["label"])
-        axes[i, 0].set(ylabel="Tr K", title=f"Tr K — sweep over {name}")
-        axes[i, 1].axhline(FLOAT64_FLOOR, color="0.5", ls=":", lw=1, label="float64 resolution")
-        axes[i, 1].set(ylabel="λ_K^* / λ_K¹", title="conditioning λ_K^*/λ_K¹ (higher: better)")
-        axes[i, 2].set(ylabel="Tr K / λ_K¹", title="Tr K / λ_K¹ (effective rank)")
-        axes[i, 0].legend(fontsize=8)
-    for ax in axes[-1]:
+            a.semilogy(r["epoch"], r["trace_k"], color=c, label=_tex_label(r["lr"], r["batch_size"]))
+            if b is not None:
+                b.semilogy(r["epoch"], r["lambda_k_star_rel"] / r["lambda_k"], color=c)
+            c_ax.plot(r["epoch"], r["trace_k"] / r["lambda_k"], color=c)
+        a.set(ylabel=r"$\mathrm{Tr}\,K$", title=r"$\mathrm{Tr}\,K$, " + name)
+        if b is not None:
+            b.set(ylabel=r"$\lambda_K^*/\lambda_K^1$", title=r"conditioning $\lambda_K^*/\lambda_K^1$")
+        c_ax.set(ylabel=r"$\mathrm{Tr}\,K/\lambda_K^1$", title="effective rank")
+        _legend(a)
+    for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
-    return fig
+    return _tidy(fig)
 
 
 def figure_overshoot(results: dict[str, Any], epochs: float = 4.0):
-    """α* (how far a step can be stretched before the loss rises by 20 %) and λ_H¹, early in training."""
-    runs = _sweeps(results)["learning rate (S fixed)"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    """α* (how far a step can be stretched before the loss rises by 20 %) and λ_H¹, early in training (first seed)."""
+    runs = next(iter(_sweeps(results).values()))
+    fig, (a, b) = panels(2, row_height=3.0)
     for r, c in zip(runs, _colors(len(runs))):
-        early = r["epoch"] <= epochs
-        a.semilogy(r["epoch"][early], r["alpha_star"][early], "-o", ms=3, color=c, label=f"α*, {r['label']}")
-        a.semilogy(r["epoch"][early], r["lambda_h"][early] / r["lambda_h"][0], ":", color=c,
-                   label=f"λ_H¹/λ_H¹(0), {r['label']}")
-    a.set(xlabel="epoch", ylabel="α* (solid) and λ_H¹ / initial (dotted), log scale",
+        early = (r["epoch"] <= epochs) & np.isfinite(r["alpha_star"])
+        a.semilogy(r["epoch"][early], r["alpha_star"][early], "-o", ms=2.5, color=c,
+                   label=_tex_label(r["lr"], r["batch_size"]))
+        a.semilogy(r["epoch"][early], r["lambda_h"][early] / r["lambda_h"][0], ":", color=c)
+    a.set(xlabel="epoch", ylabel=r"$\alpha^*$ (solid), $\lambda_H^1/\lambda_H^1(0)$ (dotted)",
           title=f"early phase (first {epochs:g} epochs)")
-    a.legend(fontsize=7, ncol=2)
-    for run in results["runs"].values():
-        b.loglog(run["lambda_h"], run["alpha_star"], "o", ms=3, alpha=0.6, label=run["label"])
-    b.set(xlabel="λ_H¹", ylabel="α*", title="α* against λ_H¹ (all runs, all probes)")
-    b.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    _legend(a)
+    for r, c in zip(runs, _colors(len(runs))):
+        ok = np.isfinite(r["alpha_star"])
+        b.loglog(r["lambda_h"][ok], r["alpha_star"][ok], "o", ms=3, alpha=0.7, color=c,
+                 label=_tex_label(r["lr"], r["batch_size"]))
+    b.set(xlabel=LAMBDA_H, ylabel=r"$\alpha^*$", title=rf"$\alpha^*$ against {LAMBDA_H} (all early probes)")
+    _legend(b)
+    return _tidy(fig)
 
 
 def figure_eos(results: dict[str, Any]):
-    """Full-batch GD: sharpness vs step against 2/η, and the training loss."""
-    eos = results["eos"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    a.plot(eos["step"], eos["lambda_h"], "-o", ms=2.5, label="λ_H¹ (sharpness)")
-    a.axhline(2 / eos["lr"], color="k", ls="--", label=f"2/η = {2 / eos['lr']:g}")
-    a.axhspan(0.8 * 2 / eos["lr"], 1.2 * 2 / eos["lr"], color="k", alpha=0.07, label="±20 %")
-    a.set(xlabel="step", ylabel="λ_H¹", title=f"Full-batch GD, η = {eos['lr']:g}, {eos['examples']} examples")
-    a.legend()
-    b.semilogy(np.arange(1, len(eos["step_loss"]) + 1), eos["step_loss"], lw=1)
-    b.set(xlabel="step", ylabel="training loss (cross-entropy, log scale)", title="training loss (every step)")
-    fig.tight_layout()
-    return fig
+    """Full-batch GD, every seed: λ_H¹/(2/η) vs step with the pass band and window, and the training loss."""
+    fig, (a, b) = panels(2, row_height=3.0)
+    reps = _replicates(results)
+    eos0 = reps[0]["eos"]
+    a.axhspan(*EOS_BAND, color="k", alpha=0.07, label=r"band $[0.8, 1.25]\cdot 2/\eta$")
+    a.axhline(1.0, color="k", ls="--", lw=0.9, label=r"$2/\eta$")
+    for rep, c in zip(reps, _colors(len(reps)) if len(reps) > 1 else ["C0"]):
+        eos = rep["eos"]
+        ratio = np.asarray(eos["lambda_h"]) * eos["lr"] / 2
+        a.plot(eos["step"], ratio, "-o", ms=1.8, lw=1.0, color=c, label=f"seed {rep['seed']}")
+        w = eos_window(eos)
+        if w["step reached"] is not None:  # the window starts where λ_H¹ first reaches 2/η
+            a.axvline(w["step reached"], color=c, ls=":", lw=0.9)
+        b.semilogy(np.arange(1, len(eos["step_loss"]) + 1), eos["step_loss"], lw=0.9, color=c)
+    loss_name = r"$\frac{1}{2}\sum_c (f_c-y_c)^2$" if eos0.get("loss_name", "mse") == "mse" else "cross-entropy"
+    a.set(xlabel="step", ylabel=r"$\lambda_H^1\,/\,(2/\eta)$",
+          title=rf"full-batch GD, $\eta={eos0['lr']:g}$, {eos0['examples']} examples")
+    _legend(a, loc="lower right")
+    b.set(xlabel="step", ylabel=f"training loss {loss_name}", title="training loss (every step)")
+    return _tidy(fig)
 
 
 def figure_accuracy(results: dict[str, Any]):
-    """Final test (and train) accuracy vs η and vs S."""
-    sweeps = _sweeps(results)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    lr_runs, b_runs = sweeps["learning rate (S fixed)"], sweeps["batch size (η fixed)"]
-    for ax, runs, key, xlabel in ((axes[0], lr_runs, "lr", "learning rate η"),
-                                  (axes[1], b_runs, "batch_size", "batch size S")):
+    """Final test accuracy (mean of the last 4 probes) vs η and vs S: each seed and the median."""
+    reps = _replicates(results)
+    sweeps = list(_sweeps(results).items())[:2]
+    fig, axes = panels(2, row_height=2.8)
+    for ax, (name, runs), key, xlabel in zip(axes, sweeps, ("lr", "batch_size"),
+                                             (r"learning rate $\eta$", r"batch size $S$")):
         x = [r[key] for r in runs]
-        ax.semilogx(x, [r["test_accuracy"] for r in runs], "-o", label="test")
-        ax.semilogx(x, [r["final_train_accuracy"] for r in runs], "--s", label="train")
-        ax.set(xlabel=xlabel + " (log scale)", ylabel="final accuracy", title=f"final accuracy vs {xlabel.split()[-1]}")
+        test = np.array([[final_test_accuracy(rep["runs"][r["label"]]) for r in runs] for rep in reps])
+        train_acc = np.array([[rep["runs"][r["label"]]["final_train_accuracy"] for r in runs] for rep in reps])
+        for row in test:
+            ax.semilogx(x, row, "o", ms=3, color="C0", alpha=0.5)
+        ax.semilogx(x, np.median(test, axis=0), "-", color="C0", label="test (median; dots: seeds)")
+        ax.semilogx(x, np.median(train_acc, axis=0), "--s", ms=3, color="C1", label="train (median)")
+        ax.set(xlabel=xlabel + " (log scale)", ylabel="final accuracy", title=name)
         ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend()
-    fig.tight_layout()
-    return fig
+        _legend(ax, loc="lower left")
+    return _tidy(fig)
 
 
 def run_labels(results: dict[str, Any]) -> list[str]:
     return list(results["runs"])
 
 
+QUANTITIES = ("λ_H¹ and λ_K¹", "Tr K and conditioning", "loss and accuracy")
+
+
 def draw_run(results: dict[str, Any], run: str | None = None, quantity: str = "λ_H¹ and λ_K¹"):
-    """Widget view of one cached run: curvature vs epoch with 2/η, or the loss and accuracy."""
+    """Widget view of one cached run of the first seed: curvature vs epoch with 2/η, or the loss and accuracy."""
     run = run or next(iter(results["runs"]))
     if run not in results["runs"]:
         raise ValueError(f"unknown run {run!r}: cached runs are {', '.join(results['runs'])}")
     r = results["runs"][run]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, (ax,) = panels(1, row_height=3.2)
     if quantity == "λ_H¹ and λ_K¹":
-        ax.semilogy(r["epoch"], r["lambda_h"], "-o", ms=2.5, label="λ_H¹")
-        ax.semilogy(r["epoch"], r["lambda_k"], "-s", ms=2.5, label="λ_K¹")
-        ax.axhline(2 / r["lr"], color="k", ls="--", label=f"2/η = {2 / r['lr']:g}")
+        ax.semilogy(r["epoch"], r["lambda_h"], "-o", ms=2.5, label=LAMBDA_H)
+        ax.semilogy(r["epoch"], r["lambda_k"], "-s", ms=2.5, label=LAMBDA_K)
+        ax.axhline(2 / r["lr"], color="k", ls="--", label=rf"$2/\eta = {2 / r['lr']:g}$")
         ax.set_ylabel("eigenvalue (log scale)")
     elif quantity == "Tr K and conditioning":
-        ax.semilogy(r["epoch"], r["trace_k"], label="Tr K")
-        ax.semilogy(r["epoch"], r["lambda_k_star"] / r["lambda_k"], label="λ_K^*/λ_K¹")
+        ax.semilogy(r["epoch"], r["trace_k"], label=r"$\mathrm{Tr}\,K$")
+        if np.isfinite(r["lambda_k_star_rel"]).any():  # measured in float64 sweeps only
+            ax.semilogy(r["epoch"], r["lambda_k_star_rel"] / r["lambda_k"], label=r"$\lambda_K^*/\lambda_K^1$")
         ax.set_ylabel("value (log scale)")
     elif quantity == "loss and accuracy":
-        ax.semilogy(r["epoch"], r["loss"], label="loss (probe subset)")
-        ax.semilogy(r["epoch"], 1 - r["accuracy"], label="error rate (probe subset)")
+        ax.semilogy(r["epoch"], r["loss"], label="training loss (probe subset)")
+        ax.semilogy(r["epoch"], 1 - r["accuracy"], label="training error rate (probe subset)")
+        ax.semilogy(r["epoch"], 1 - r["test_accuracy_probe"], label="test error rate")
         ax.set_ylabel("log scale")
     else:
         raise ValueError(f"unknown quantity {quantity!r}: allowed values are {', '.join(map(repr, QUANTITIES))}")
-    ax.set(xlabel="epoch", title=f"{run}: test accuracy {r['test_accuracy']:.3f}")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-QUANTITIES = ("λ_H¹ and λ_K¹", "Tr K and conditioning", "loss and accuracy")
+    ax.set(xlabel="epoch", title=f"{_tex_label(r['lr'], r['batch_size'])} (seed {results.get('seeds', [0])[0]}): "
+                                 f"final test accuracy {final_test_accuracy(r):.3f}")
+    _legend(ax)
+    return _tidy(fig)
 
 
 def widget_view(results: dict[str, Any]):
