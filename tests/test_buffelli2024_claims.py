@@ -42,6 +42,8 @@ def test_run_claims_summary_figures_headless():
     c = _tiny_config()
     r = s.run(c, device=torch.device("cpu"), seed=0)
     assert r["seeds"] == [0, 1, 2]
+    assert r["design_condition"]["wide"] >= 1 and r["selected"][("rich", "gn")] in r["grids"]["gn"]
+    assert "control" in s.rich_markdown(r)
     for regime in ("full", "mini"):
         for name in ("gn", "adam"):
             assert r["selected"][(regime, name)] in r["grids"][name]
