@@ -36,14 +36,14 @@ from torch import nn
 
 from curvnb.cache import cache_key
 from curvnb.claims import Claim
-from curvnb.curvature import (CurvatureOperator, flatten, gradient_covariance_eigenvalues, lanczos, loss_and_grad,
+from curvnb.curvature import (flatten, gradient_covariance_eigenvalues, hessian_eigenvalues, loss_and_grad,
                               trainable_parameters, unflatten_like)
 from curvnb.figures import panels
 from curvnb.stats import bootstrap_interval, clopper_pearson
 from curvnb.train import evaluate, train
 
 TITLE = "The break-even point on optimization trajectories"
-COST = {"quick": "≈2.5 min on 2 CPU cores (3 seeds × (5 SGD runs + 1 GD run), cached per seed)",
+COST = {"quick": "≈3 min on 2 CPU cores (3 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",
         "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 5 seeds; resumable)"}
 
 DATASETS = ("mnist1d", "cifar10")
@@ -72,7 +72,6 @@ class Config:
     hessian_examples: int = 500
     hessian_k: int = 1
     hessian_tol: float = 1e-2
-    hessian_warm_start: bool = True          # Lanczos starts from the previous probe's top eigenvector
     cov_examples: int = 256
     cov_cutoff: float = 1e-6                 # λ_K^* = smallest eigenvalue of K above cov_cutoff·λ_K¹
     # sweeps whose K is computed in float64: λ_K^* needs it (claim 8 compares the LR sweep's runs);
@@ -158,28 +157,13 @@ def eos_loss_fn(config: Config) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- probes
-def top_hessian_probe(loss_fn, data, *, k: int, tol: float, seed: int, warm_start: bool = False):
-    """Probe: the top-k Hessian eigenvalues of the loss on ``data`` (Lanczos to relative residual ``tol``).
-
-    With ``warm_start`` each call starts Lanczos from the previous call's top eigenvector (plus a
-    small fixed random component, so the start never misses a new top direction): along a
-    trajectory the top eigenvector turns slowly and far fewer Hessian–vector products reach the
-    same residual bound. The first call starts from a fixed random vector."""
-    previous: list[torch.Tensor] = []
-
+def top_hessian_probe(loss_fn, data, *, k: int, tol: float, seed: int):
+    """Probe: the top-k Hessian eigenvalues of the loss on ``data`` (Lanczos to relative residual ``tol``,
+    fixed start vector)."""
     def probe(model: nn.Module) -> list[float]:
-        # "reuse" (double backward through a graph built once): a probe needs only ~5–30 products,
-        # too few to repay the tracing of method="linearize" (≈0.45 s per probe, measured)
-        op = CurvatureOperator(model, loss_fn, data, method="reuse")
-        n = op.shape[0]
-        start = None
-        if warm_start and previous:
-            noise = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-            start = previous[0].double().cpu() + 0.1 * noise / noise.norm()
-        res = lanczos(op.matvec, n, k=k, tol=tol, seed=seed, dtype=op.dtype, device=op.device, start=start,
-                      return_eigenvectors=warm_start)
-        if warm_start:
-            previous[:] = [res.eigenvectors[:, 0].detach().clone()]
+        # "reuse" (double backward through a graph built once): a probe needs only ~5–30 products, too
+        # few to repay the tracing of method="linearize" (≈0.45 s per probe on this CNN, measured)
+        res = hessian_eigenvalues(model, loss_fn, data, k=k, tol=tol, seed=seed, method="reuse")
         return [float(v) for v in res.eigenvalues]
     return probe
 
@@ -334,8 +318,7 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     probe_every = max(1, steps_per_epoch // config.probes_per_epoch)
     early = [int(round(probe_every * i / (config.early_probes + 1))) for i in range(1, config.early_probes + 1)]
     step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
-    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed,
-                                           warm_start=config.hessian_warm_start),
+    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed),
               "covariance": covariance_probe(loss_fn, cov_data, cutoff=config.cov_cutoff,
                                              float64=spec["sweep"] in config.cov_float64_sweeps),
               "test": accuracy_probe(loss_fn, (xte, yte))}
@@ -365,8 +348,7 @@ def run_eos(config: Config, *, device: torch.device, seed: int, data=None, progr
     torch.manual_seed(seed)
     model = make_model(config, x).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.eos_lr)
-    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=seed,
-                                warm_start=config.hessian_warm_start)
+    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=seed)
     history = train(model, opt, loss_fn, (x, y), steps=config.eos_steps, batch_size=len(x),
                     probe_every=config.eos_probe_every, probe_data=(x, y), seed=seed, progress=progress,
                     probes={"hessian": hessian}, description=f"seed {seed}: GD η={config.eos_lr:g}",
