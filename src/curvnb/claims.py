@@ -204,9 +204,9 @@ def _measured_html(record: dict[str, Any]) -> str:
     return text
 
 
-_TABLE_STYLE = ("width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.9em;"
+_TABLE_STYLE = ("width:100%;max-width:100%;box-sizing:border-box;table-layout:fixed;border-collapse:collapse;font-size:0.9em;"
                 "overflow-wrap:anywhere;word-break:normal")
-_CELL_STYLE = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;text-align:left"
+_CELL_STYLE = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;text-align:left;box-sizing:border-box"
 _COLUMNS = (("claim", "42%"), ("measured", "28%"), ("threshold", "16%"), ("result", "14%"))
 
 
