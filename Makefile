@@ -36,9 +36,10 @@ bench: setup
 	@{ $(PY) -m pip install -q -c requirements.txt --no-deps -r benchmarks/requirements.txt && \
 	   $(PY) -m pip install -q -c requirements.txt einops einconv linear_operator opt_einsum unfoldNd; } || \
 	   echo "benchmark extras unavailable; those comparisons will be skipped"
-	@$(PY) benchmarks/curvature.py
-	@$(PY) benchmarks/exact_gauss_newton.py
-	@$(PY) benchmarks/natural_gradient.py
+	@# one thread: round-robin ratios are comparable across machines; results go to benchmarks/results/
+	@OMP_NUM_THREADS=1 $(PY) benchmarks/curvature.py
+	@OMP_NUM_THREADS=1 $(PY) benchmarks/exact_gauss_newton.py
+	@OMP_NUM_THREADS=1 $(PY) benchmarks/natural_gradient.py
 
 clean:
 	rm -rf _build

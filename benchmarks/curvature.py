@@ -355,7 +355,11 @@ def main():
              "(per-example gradients: 2,048), cross-entropy, float32. Eigenvalue errors are relative to a "
              "float64 Lanczos reference (residual tolerance 1e-7). The CPU default of `method='auto'` on the CNN "
              f"uses 'reuse' for its first {AUTO_LINEARIZE_AFTER} products per batch, then 'linearize'; the row "
-             "'default' is timed after that switch, the build rows give what the switch costs once."]
+             "'default' is timed after that switch, the build rows give what the switch costs once.",
+             "A Lanczos row with a maximum error above its tolerance while it reports convergence has missed an "
+             "eigenvalue: the residual bound certifies that each value lies near *an* eigenvalue, not that it is "
+             "the i-th (the start vector had almost no component along the missed eigenvector); block Lanczos, "
+             "with several start vectors, makes such a miss much less likely."]
     path = write("curvature", info, rows, targets(rows), notes)
     print(f"\nwrote {path} and {path.with_suffix('.md')}")
 

@@ -11,9 +11,13 @@ rounding of the products: a ``tol`` below :func:`min_tolerance` (10 ε, 1.2e-6 i
 and the stopping test never asks a residual to fall below ``10 ε ‖A‖`` (values much smaller than
 the largest one in magnitude are then certified to that absolute accuracy, not relative ``tol``).
 
-**Multiplicities.** Single-vector Lanczos sees one copy of a repeated eigenvalue per Krylov space in
-exact arithmetic (it finds further copies only through rounding), and the residual bound proves each
-value near *an* eigenvalue, not that it is the i-th. :func:`block_lanczos` with a block of b vectors
+**Multiplicities and missed eigenvalues.** Single-vector Lanczos sees one copy of a repeated
+eigenvalue per Krylov space in exact arithmetic (it finds further copies only through rounding), and
+the residual bound proves each value near *an* eigenvalue, not that it is the i-th: an eigenvalue
+whose eigenvector is nearly orthogonal to the start vector can be missed while the others converge
+(``benchmarks/curvature.py`` shows one such case: a top-5 that returned λ6 in place of λ5 with
+``converged=True``). Cross-check with a second ``seed`` or use a block of start vectors when the
+index matters. :func:`block_lanczos` with a block of b vectors
 finds up to b copies by construction, and its products of a block can run as one batched pass.
 """
 from __future__ import annotations

@@ -85,7 +85,9 @@ def hessian_eigenvalues(model: nn.Module, loss_fn: Callable, data: Any, k: int =
 
     Returns a :class:`SpectrumResult`: ``eigenvalues`` sorted descending, ``eigenvectors`` (P, k) if asked,
     Ritz ``residuals`` ‖Hy − θy‖ (each value is within its residual of a true eigenvalue),
-    ``converged`` (all residuals ≤ ``tol``·|θ|) and ``num_matvecs``. ``backend="scipy"`` uses ARPACK's
+    ``converged`` (all residuals ≤ ``tol``·|θ|: each value is near *an* eigenvalue; an eigenvalue nearly
+    orthogonal to the start vector can still be missed, see :mod:`curvnb.curvature.lanczos`) and
+    ``num_matvecs``. ``backend="scipy"`` uses ARPACK's
     ``eigsh`` instead of our torch Lanczos; ``kind="ggn"`` gives the Gauss–Newton spectrum;
     ``block_size`` as in :func:`operator_eigenvalues`.
     ``bound="gap"`` stops on the gap-based error estimate min(r, r²/gap) instead of the residual r:
