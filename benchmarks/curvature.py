@@ -277,7 +277,7 @@ def bench_trace(rows, repeats):
         for label, errs in (("curvnb Hutchinson (operator_trace)", ours), ("hessian-eigenthings Hutch++", theirs)):
             rows.append({"section": "Trace estimates at equal products (relative error, exact float64 Hessian)",
                          "model": f"MLP 64-32-10, P = {H.shape[0]:,}", "label": f"{label}, {m} products",
-                         "info": {"median |error|": float(np.median(errs)), "90th percentile": float(np.quantile(errs, 0.9)),
+                         "info": {"median abs. rel. error": float(np.median(errs)), "90th percentile": float(np.quantile(errs, 0.9)),
                                   "seeds": repeats}})
             print(f"  {label}, {m} products: median |rel. error| {np.median(errs):.2e}", flush=True)
 
