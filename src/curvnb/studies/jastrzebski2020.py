@@ -74,9 +74,6 @@ class Config:
     hessian_tol: float = 1e-2
     cov_examples: int = 256
     cov_cutoff: float = 1e-6                 # λ_K^* = smallest eigenvalue of K above cov_cutoff·λ_K¹
-    # sweeps whose K is computed in float64: λ_K^* needs it (claim 8 compares the LR sweep's runs);
-    # λ_K¹ and Tr K are well conditioned, so the other sweeps use float32 (≈2.4× cheaper per probe)
-    cov_float64_sweeps: tuple[str, ...] = ("lr",)
     alpha_epochs: float = 4.0                # α* is probed in the first epochs of the first seed (figure only)
     eos_examples: int = 256                  # full-batch GD (edge of stability) on this subset
     eos_lr: float = 0.1
@@ -258,7 +255,13 @@ def run_specs(config: Config) -> list[dict[str, Any]]:
         key = (s["lr"], s["batch_size"], s["bn"])
         if key not in seen:
             seen.add(key)
-            unique.append({**s, "label": _label(*key), "epochs": epochs_for(config, s["batch_size"])})
+            unique.append({**s, "label": _label(*key), "epochs": epochs_for(config, s["batch_size"]),
+                           # λ_K^* needs K in float64; only the smallest and largest η of the LR sweep use it
+                           # (claim 8 and its figure). λ_K¹ and Tr K are well conditioned: float32 elsewhere,
+                           # ≈2.4× cheaper per probe
+                           "cov_float64": s["sweep"] == "lr" and s["lr"] in (min(config.lrs), max(config.lrs)),
+                           # α* is shown for the LR sweep only
+                           "alpha_probe": s["sweep"] == "lr"})
     return unique
 
 
@@ -303,7 +306,8 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     """One SGD run with curvature probes; returns arrays and final train/test accuracy.
 
     ``seed`` sets the initialisation (shared by every run of this seed), the batch order and the
-    probe subsets. ``alpha=False`` skips the α* probe (only the figure of the first seed uses it)."""
+    probe subsets. ``alpha=False`` skips the α* probe (only the figure of the first seed uses it; it
+    is also skipped where ``spec["alpha_probe"]`` is false)."""
     xtr, ytr, xte, yte = data if data is not None else load_data(config, device)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed + 17)
@@ -320,9 +324,10 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
     probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed),
               "covariance": covariance_probe(loss_fn, cov_data, cutoff=config.cov_cutoff,
-                                             float64=spec["sweep"] in config.cov_float64_sweeps),
+                                             float64=spec.get("cov_float64", True)),
               "test": accuracy_probe(loss_fn, (xte, yte))}
     probe_when = {}
+    alpha = alpha and spec.get("alpha_probe", True)
     if alpha:
         probes["alpha_star"] = overshoot_probe(loss_fn, hess_data, step_batch, spec["lr"])
         alpha_until = config.alpha_epochs * steps_per_epoch
@@ -890,7 +895,7 @@ def runs_table(results: dict[str, Any]) -> str:
                  f"{eos['loss_name']} loss")
     times = ", ".join(f"seed {rep['seed']}: {sum(r['seconds'] for r in rep['runs'].values()) + rep['eos']['seconds']:.0f} s"
                       for rep in reps)
-    return "\n".join(lines) + f"\ncompute time per seed (training + probes): {times}"
+    return "\n".join(lines) + f"\ncompute time per seed (training + probes, summed over its runs): {times}"
 
 
 def eos_markdown(results: dict[str, Any]) -> str:
@@ -1015,7 +1020,7 @@ def figure_covariance(results: dict[str, Any]):
     """Tr K, the conditioning λ_K^*/λ_K¹ (λ_K^* above the relative cutoff; float64 sweeps only) and
     Tr K/λ_K¹ vs epoch (first seed), one row per sweep."""
     sweeps = _sweeps(results)
-    rows = [(name, runs, all(np.isfinite(r["lambda_k_star_rel"]).any() for r in runs)) for name, runs in sweeps.items()]
+    rows = [(name, runs, any(np.isfinite(r["lambda_k_star_rel"]).any() for r in runs)) for name, runs in sweeps.items()]
     fig, axes = panels(sum(3 if cond else 2 for *_, cond in rows), ncols=3, row_height=2.4)
     pos = 0
     for name, runs, cond in rows:
@@ -1023,12 +1028,14 @@ def figure_covariance(results: dict[str, Any]):
         pos += 3 if cond else 2
         for r, c in zip(runs, _colors(len(runs))):
             a.semilogy(r["epoch"], r["trace_k"], color=c, label=_tex_label(r["lr"], r["batch_size"]))
-            if b is not None:
-                b.semilogy(r["epoch"], r["lambda_k_star_rel"] / r["lambda_k"], color=c)
+            if b is not None and np.isfinite(r["lambda_k_star_rel"]).any():  # float64 runs only
+                b.semilogy(r["epoch"], r["lambda_k_star_rel"] / r["lambda_k"], color=c,
+                           label=_tex_label(r["lr"], r["batch_size"]))
             c_ax.plot(r["epoch"], r["trace_k"] / r["lambda_k"], color=c)
         a.set(ylabel=r"$\mathrm{Tr}\,K$", title=r"$\mathrm{Tr}\,K$, " + name)
         if b is not None:
             b.set(ylabel=r"$\lambda_K^*/\lambda_K^1$", title=r"conditioning $\lambda_K^*/\lambda_K^1$")
+            _legend(b)
         c_ax.set(ylabel=r"$\mathrm{Tr}\,K/\lambda_K^1$", title="effective rank")
         _legend(a)
     for ax in axes:
