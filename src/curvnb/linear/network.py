@@ -10,12 +10,14 @@ __all__ = ["DeepLinearNetwork", "end_to_end", "partial_products", "random_weight
 
 
 def end_to_end(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The input–output map ``W_d ⋯ W_1`` of weights ``[W_1, …, W_d]`` (``W_i`` is ``n_i × n_{i−1}``)."""
+    """The input–output map ``W_d ⋯ W_1`` of weights ``[W_1, …, W_d]`` (``W_i`` is ``n_i × n_{i−1}``).
+
+    Leading batch dimensions (one network per seed, ``… × n_i × n_{i−1}``) are carried through."""
     if not weights:
         raise ValueError("a deep linear network needs at least one weight matrix")
     product = weights[0]
     for w in weights[1:]:
-        if w.shape[1] != product.shape[0]:
+        if w.shape[-1] != product.shape[-2]:
             raise ValueError(f"weight shapes do not chain: {tuple(product.shape)} then {tuple(w.shape)}")
         product = w @ product
     return product
@@ -23,13 +25,15 @@ def end_to_end(weights: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def partial_products(weights: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``(A, B)`` with ``A_i = W_{i−1}⋯W_1`` and ``B_i = W_d⋯W_{i+1}`` (identities at the ends),
-    so that ``W = B_i W_i A_i`` for every layer ``i``."""
+    so that ``W = B_i W_i A_i`` for every layer ``i``. Batched weights give batched products (the
+    identities at the ends are expanded to the batch)."""
     d = len(weights)
-    eye = lambda n: torch.eye(n, dtype=weights[0].dtype, device=weights[0].device)  # noqa: E731
-    before = [eye(weights[0].shape[1])]
+    batch = weights[0].shape[:-2]
+    eye = lambda n: torch.eye(n, dtype=weights[0].dtype, device=weights[0].device).expand(*batch, n, n)  # noqa: E731
+    before = [eye(weights[0].shape[-1])]
     for w in weights[:-1]:
         before.append(w @ before[-1])
-    after = [eye(weights[-1].shape[0])]
+    after = [eye(weights[-1].shape[-2])]
     for w in reversed(weights[1:]):
         after.append(after[-1] @ w)
     after.reverse()
