@@ -265,8 +265,8 @@ def run_scaling(config: Config, model: nn.Sequential, data, *, seed: int) -> dic
     # E[(Hz)²] with the same Rademacher z as gradient_variation draws (same generator and order)
     P = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(seed)
-    dtype = next(model.parameters()).dtype
-    zs = [rademacher(P, generator=gen, dtype=dtype) for _ in range(config.scaling_samples)]
+    dtype, dev = next(model.parameters()).dtype, next(model.parameters()).device
+    zs = [rademacher(P, generator=gen, dtype=dtype, device=dev) for _ in range(config.scaling_samples)]
     out["hz2"] = float(np.mean([float(hvp(model, loss_fn, data, z).square().mean()) for z in zs]))
     ref = gradient_variation(model, loss_fn, data, [config.sigma_ref], num_samples=config.scaling_samples,
                              seed=seed + 1, groups=layer_slices(model))
@@ -309,7 +309,7 @@ def run_line(config: Config, model: nn.Sequential, data, seed: int, example: boo
            "err_fd": np.abs(measured - fd_pred).mean(axis=(0, 1)),
            "mean_deviation": (measured - hess_pred).mean(axis=(0, 1))}
     if example:  # one direction over a symmetric range, for the picture
-        d = rademacher(nu.numel(), generator=torch.Generator().manual_seed(seed + 12), dtype=nu.dtype)
+        d = rademacher(nu.numel(), generator=torch.Generator().manual_seed(seed + 12), dtype=nu.dtype, device=nu.device)
         tt = np.linspace(-config.line_example_max, config.line_example_max, 161)
         ex_loss = np.array([_loss_at(model, nu + float(t) * d, data) for t in tt]) - loss0
         _set_flat(model, nu)
@@ -649,7 +649,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
                "relu per seed": st["relu_even_slope"], "tanh per seed": st["tanh_even_slope"]},
               "relu median ∈ [0.6, 1.5] and tanh median ≥ 3 (interval: relu median)",
               0.6 <= relu_even <= 1.5 and tanh_even >= 3, seeds=n, interval=relu_even_ci,
-              source="Sec. 3 (glass scaling)"),
+              source="glass-density estimator: ρ independent of σ for ReLU"),
         Claim("hessian-scaling", "ReLU: the odd part carries the jumps as much as the even part, mean ((g₊ − g₋)/2)² "
               "≈ σ²·E[(Hz)²] + mean (ḡ − g₀)² within 20 % at every σ ∈ [1e-5, 1e-2]; tanh: even part < 1 % of the odd "
               "part for σ ≤ 1e-3 and odd-part slope ≈ 2",
@@ -658,21 +658,21 @@ def claims(results: dict, config: Config) -> list[Claim]:
                "tanh odd slope 95 % interval": tanh_odd_ci, "relu deviation per seed": st["relu_odd_deviation"]},
               "relu median ≤ 0.2; tanh median ratio < 1e-2 and median slope ∈ [1.8, 2.2] (interval: relu deviation)",
               odd_dev <= 0.2 and tanh_ratio < 1e-2 and 1.8 <= tanh_odd <= 2.2, seeds=n, interval=odd_dev_ci,
-              source="Sec. 3; restated (odd part of ReLU gradients)"),
+              source="Hessian-diagonal estimator; restated for the ReLU odd part"),
         Claim("glass-loss-model", "the glass-corrected model of the loss change along random directions has a "
               "smaller error than the Hessian-only model (ReLU, steps where ≥ 10 boundaries are crossed)",
               {"error ratio glass/Hessian (median of geometric means)": line, "per seed": st["line_ratio"],
                "step range": t_range},
-              "median ratio < 1", line < 1, seeds=n, interval=line_ci, source="Sec. 3–4 (loss model)"),
+              "median ratio < 1", line < 1, seeds=n, interval=line_ci, source="expected-loss model behind Alice's step"),
         Claim("naq-exactness", f"Alice's running gradient G equals ∇L(μ) exactly on a diagonal quadratic "
               f"(condition {naq['condition']:.0e}) with φ = 1 − β₁, ω = 1, and not with φ = 0.5",
               {"max error, φ = 1−β₁": exact_err, "max error after warm-up, φ = 0.5": other_err},
               "< 1e-10 with φ = 1 − β₁; > 1e-6 with φ = 0.5", exact_err < 1e-10 and other_err > 1e-6,
-              kind="check", source="Sec. 5 (NAQ)"),
+              kind="check", source="Alice's two iterates (NAQ exactness)"),
         Claim("smooth-glass-ratio", f"the glass density of the ReLU net is ≥ 100× that of its tanh twin at "
               f"σ = {config.sigma_ref:g} (median over independent nets)",
               {"ratio (median)": glass, "per seed": st["glass_ratio"]}, "median ratio ≥ 100", glass >= 100,
-              seeds=n, interval=glass_ci, source="Sec. 3"),
+              seeds=n, interval=glass_ci, source="idea: no glass in smooth models"),
     ]
     if "training" in results:
         budget = results["training"]["budget"]
@@ -688,7 +688,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
                 "95 % interval of the paired difference excludes 0", bool(lo > 0 or hi < 0),
                 kind="finding", seeds=config.report_seeds,
                 interval=d["interval"] if math.isfinite(lo) else (-math.inf, math.inf),
-                source="Sec. 6 (ablation)"))
+                source="training experiments: ablation of the curvature terms"))
     return out
 
 
