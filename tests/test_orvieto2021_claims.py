@@ -1,28 +1,137 @@
-"""Quick-profile claims of the orvieto2021 chapter (executes the chapter once per session)."""
+"""orvieto2021: the claims' machinery (statistics over the stated seeds, intervals, generated text),
+exact claims, figures at the book's width, and the quick-profile records of the executed chapter."""
+import dataclasses
+
+import numpy as np
 import pytest
-from conftest import checked_claims
+import torch
+from conftest import assert_over_seeds, checked_claims
 
 ALL = {"chain-median", "gradient-slope", "relu-collapse", "hessian-vanishes", "balanced-escape", "rescaling",
        "deep-narrow-mlp"}
-# The brief expects all seven to hold. In the quick profile (seed 0) three did not reproduce as stated
-# (reported as failing in the chapter, thresholds untouched): the d = 64 slope is −0.0200 against a
-# "> −0.02" threshold, the L/d = 1 medians spread 0.83 decades (< 0.5 asked), and the Hessian's top
-# |λ| fell by 1.8 decades from L = 8 to 64 (≥ 2 asked). The parts of those claims that did hold are
-# asserted separately below.
-EXPECTED_TO_HOLD = {"chain-median", "balanced-escape", "rescaling", "deep-narrow-mlp"}
+# Deterministic claims (no sampling enters their verdict): asserted. The statistical ones are
+# checked for their number of seeds and interval only; their verdict is the chapter's to report.
+EXPECTED_TO_HOLD = {"balanced-escape", "rescaling"}
+MIN_SEEDS = {"chain-median": 100_000, "gradient-slope": 100, "relu-collapse": 200, "hessian-vanishes": 50,
+             "rescaling": 100, "deep-narrow-mlp": 5}
+
+
+def _tiny_config():
+    from curvnb.studies import orvieto2021 as study
+
+    return dataclasses.replace(
+        study.PROFILES["quick"], chain_samples=2000, grad_seeds=6, hessian_seeds=3, hessian_depths=(8, 16),
+        spectrum_depths=(4,), balanced_w0=(0.5,), gd_lr_grid=(0.1,), adam_lr_grid=(0.01,), escape_steps=300,
+        rescale_seeds=8, rescale_steps=200, train_size=256, mlp_depth=8, train_steps=20, sgd_lrs=(0.03, 0.1),
+        mlp_seeds=3, arch_depths=(8,), arch_seeds=4, arch_examples=128)
+
+
+@pytest.fixture(scope="module")
+def tiny_results():
+    from curvnb.studies import orvieto2021 as study
+
+    cfg = _tiny_config()
+    return cfg, study.run(cfg, device=torch.device("cpu"), seed=1)
+
+
+def test_profiles_meet_the_restated_seed_counts():
+    from curvnb.studies import orvieto2021 as study
+
+    for cfg in study.PROFILES.values():
+        assert cfg.grad_seeds >= 200 and cfg.hessian_seeds >= 50 and cfg.mlp_seeds >= 5
+        assert set(cfg.collapse_widths) == {16, 32, 64} and 8 in cfg.relu_widths
+        assert all(d in cfg.grad_depths and 2 * d in cfg.grad_depths for d in cfg.collapse_widths)
+
+
+def test_claims_machinery_on_a_tiny_run(tiny_results):
+    """Every claim is computed over the seeds of the run, with an interval for the statistical ones."""
+    from curvnb.claims import Claim
+    from curvnb.studies import orvieto2021 as study
+
+    cfg, res = tiny_results
+    out = {c.id: c for c in study.claims(res, cfg)}
+    assert set(out) == ALL and all(isinstance(c, Claim) and c.source for c in out.values())
+    assert {c.id for c in out.values() if c.kind == "check"} == {"rescaling"}
+    expected_seeds = {"chain-median": cfg.chain_samples, "gradient-slope": cfg.grad_seeds,
+                      "relu-collapse": cfg.grad_seeds, "hessian-vanishes": cfg.hessian_seeds,
+                      "rescaling": cfg.rescale_seeds, "deep-narrow-mlp": cfg.mlp_seeds, "balanced-escape": 1}
+    for cid, n in expected_seeds.items():
+        assert out[cid].seeds == n, cid
+        assert (out[cid].interval is None) == (n == 1), cid
+    # The tested statistic (first measured entry) matches the threshold logic.
+    slope = out["gradient-slope"].measured
+    parts = ("ReLU d=16", "linear d=4", "ReLU d=64")
+    worst = max(abs(slope[f"slope {k}"] / slope[f"theory {k}"] - 1) for k in parts)
+    assert slope["largest |slope/theory − 1|"] == pytest.approx(worst)
+    assert out["gradient-slope"].passed == (worst <= 0.4)
+    col = out["relu-collapse"].measured
+    margin = min(0.3 - col["span at L/d=1 (decades)"], 0.3 - col["span at L/d=2 (decades)"],
+                 col["drop from L/d=1 to 2 (decades)"] - 0.8)
+    assert col["worst margin (decades)"] == pytest.approx(margin)
+    assert out["relu-collapse"].passed == (col["span at L/d=1 (decades)"] < 0.3 and col["span at L/d=2 (decades)"] < 0.3
+                                           and col["drop from L/d=1 to 2 (decades)"] >= 0.8)
+    assert "d=8 (reported, not tested) medians L/d=1, 2" in col
+    h = out["hessian-vanishes"].measured
+    assert h["ratio of medians"] == pytest.approx(h["median max|λ| L=16"] / h["median max|λ| L=8"])
+    # exact: the rescaling check holds (Adam with tiny ε is scale invariant; GD on c·ℓ is GD at c·η)
+    assert out["rescaling"].measured["Adam median spread (max/min − 1)"] == 0
+    md = study.summary_markdown([c.record("quick") for c in out.values()])
+    for cid in ALL:
+        assert f"**{cid}**" in md
+    assert "self-check" in md and "Source:" in md
+    assert "decades per layer" in study.hessian_slope_markdown(res, cfg)
+
+
+def test_claim_statistics_on_known_inputs(tiny_results):
+    """Medians that follow the theory exactly give relative error 0, and the collapse margins by hand."""
+    from curvnb.init_stats import log_ratio_per_layer
+    from curvnb.studies import orvieto2021 as study
+
+    cfg, res = tiny_results
+    res = dict(res)
+    grads = {}
+    for act, widths in (("relu", cfg.relu_widths), ("linear", cfg.linear_widths)):
+        for d in widths:
+            for L in cfg.grad_depths:
+                centre = log_ratio_per_layer(d, act) / np.log(10) * L
+                grads[(act, d, L)] = 10.0 ** (centre + np.linspace(-1, 1, 7))  # median exactly at the centre
+    res["grad_first"] = grads
+    out = {c.id: c for c in study.claims(res, cfg)}
+    assert out["gradient-slope"].measured["largest |slope/theory − 1|"] == pytest.approx(0, abs=1e-9)
+    assert out["gradient-slope"].passed and out["gradient-slope"].seeds == 7
+    cs = study.collapse_stats(res, cfg)
+    expect1 = [log_ratio_per_layer(d, "relu") / np.log(10) * d for d in cfg.collapse_widths]
+    assert cs["at1"] == pytest.approx(expect1)
+    assert cs["span1"] == pytest.approx(max(expect1) - min(expect1))
+
+
+def test_figures_fit_the_book(tiny_results):
+    import matplotlib.pyplot as plt
+
+    from curvnb.figures import CONTENT_WIDTH_IN, apply_style, smallest_text_px
+    from curvnb.studies import orvieto2021 as study
+
+    apply_style()
+    cfg, res = tiny_results
+    for fig in (study.figure_chain(res), study.figure_gradients(res, cfg), study.figure_collapse(res, cfg),
+                study.figure_hessian(res, cfg), study.figure_escape(res, cfg), study.figure_architecture(res, cfg)):
+        assert fig.get_size_inches()[0] <= CONTENT_WIDTH_IN + 1e-9
+        assert smallest_text_px(fig) >= 9
+        plt.close(fig)
 
 
 @pytest.mark.slow
 def test_quick_claims(executed_chapter):
+    from curvnb import book
+    from curvnb.claims import read_claims_file
+
     claims = checked_claims(executed_chapter("orvieto2021"), ALL, EXPECTED_TO_HOLD)
-    slope = claims["gradient-slope"]["measured"]
-    assert abs(slope["relu d=16"] / slope["theory relu d=16"] - 1) <= 0.4
-    assert abs(slope["linear d=4"] / slope["theory linear d=4"] - 1) <= 0.4
-    assert slope["relu d=64"] > 0.5 * slope["relu d=16"]  # wide nets decay much more slowly
-    assert claims["relu-collapse"]["measured"]["drop from L/d=1 to 2 (decades)"] >= 1
-    assert claims["hessian-vanishes"]["measured"]["ratio"] < 0.1  # the curvature does vanish with depth
-    mlp = claims["deep-narrow-mlp"]["measured"]
-    assert mlp["best plain SGD CE"] - mlp["best Adam CE"] >= 0.5
+    assert_over_seeds(claims, MIN_SEEDS)
+    assert claims["balanced-escape"]["seeds"] == 1 and claims["balanced-escape"]["interval"] is None
+    assert claims["rescaling"]["kind"] == "check"
+    assert all(claims[c]["kind"] == "paper" and claims[c]["source"] for c in ALL - {"rescaling"})
+    run, _ = read_claims_file(book.build_dir() / "claims" / "orvieto2021.json")
+    assert run["chapter"] == "orvieto2021" and run["profile"] == "quick" and run["wall_time_s"] > 0
 
 
 def test_widget_view_headless():
@@ -37,12 +146,8 @@ def test_widget_view_headless():
 
 def test_fashion_mnist_path_smoke(tmp_path, monkeypatch):
     """The full profile's data path (local IDX folder) runs end to end on a tiny fake data set."""
-    import dataclasses
     import gzip
     import struct
-
-    import numpy as np
-    import torch
 
     from curvnb.studies import orvieto2021 as study
 
