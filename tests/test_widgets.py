@@ -124,3 +124,14 @@ def test_static_view_html_frames_and_reuse(tmp_path):
     view.static_view(tmp_path / "v", "../frames/ch/v", "curvnb-ch-v", reuse_key="k2")
     assert len(calls) == 12
     plt.close("all")
+
+
+def test_frame_grid_stops_when_sliders_cannot_shrink():
+    """Sliders down to their ends and an interior default cannot shrink further: a clear error,
+    not an endless loop."""
+    from curvnb.widgets import frame_grid
+
+    view = SliderFigure(lambda a, b, kind: None, a=(0, 2, 1, 1), b=(0, 2, 1, 1), kind=list("abcdefgh"))
+    with pytest.raises(ValueError, match="static_values"):
+        frame_grid(view.controls, max_frames=40)
+    assert len(frame_grid(view.controls, max_frames=72)[2].values) == 8

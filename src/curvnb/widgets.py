@@ -120,16 +120,19 @@ def frame_grid(controls: dict[str, Any], max_values: int = 7, max_frames: int = 
             continue
         kept, index = _subset(offered, default, max_values) if ordered else (offered, default)
         axes.append(Axis(name, tuple(kept), index, ordered, len(offered)))
+    stuck: set[str] = set()   # sliders already down to their ends and default
     while int(np.prod([len(a.values) for a in axes])) > max_frames:
-        shrinkable = [a for a in axes if a.ordered and a.name not in values and len(a.values) > 2]
+        shrinkable = [a for a in axes if a.ordered and a.name not in values and a.name not in stuck]
         if not shrinkable:
             raise ValueError(f"the static view needs {int(np.prod([len(a.values) for a in axes]))} frames "
-                             f"(more than max_frames={max_frames}); pass values= to choose fewer")
+                             f"(more than max_frames={max_frames}); pass static_values= to choose fewer")
         big = max(shrinkable, key=lambda a: len(a.values))
-        i = axes.index(big)
         full = list(big.values)
         kept, index = _subset(full, big.default_index, len(full) - 1)
-        axes[i] = Axis(big.name, tuple(kept), index, True, big.available)
+        if len(kept) == len(full):
+            stuck.add(big.name)
+            continue
+        axes[axes.index(big)] = Axis(big.name, tuple(kept), index, True, big.available)
     return axes
 
 
