@@ -392,11 +392,16 @@ def _job(config: Config, seed: int, spec: dict[str, Any] | None, data, alpha: bo
     return run_sgd(config, device=cpu, seed=seed, spec=spec, data=data, alpha=alpha, progress=False)
 
 
-def _expected_cost(config: Config, spec: dict[str, Any] | None) -> float:
-    """Rough relative cost of a run (probes dominate), to start the longest runs first."""
+def _expected_cost(config: Config, spec: dict[str, Any] | None, alpha: bool = False) -> float:
+    """Rough CPU seconds of one quick-profile run (measured per probe and per step on this CNN), used
+    only to queue the longest runs first so that both workers finish together."""
     if spec is None:
-        return config.eos_steps / config.eos_probe_every
-    return spec["epochs"] * config.probes_per_epoch + spec["epochs"] * 8 / spec["batch_size"]
+        return (config.eos_steps // config.eos_probe_every + 1) * 0.06 + config.eos_steps * 0.006
+    steps = spec["epochs"] * int(0.8 * config.num_samples) // spec["batch_size"]
+    probes = spec["epochs"] * config.probes_per_epoch + config.early_probes + 1
+    per_probe = 0.12 + (0.2 if spec.get("cov_float64", True) else 0.085)
+    alpha_cost = 4.0 if alpha and spec.get("alpha_probe", True) else 0.0
+    return probes * per_probe + steps * (0.0015 + 0.000027 * spec["batch_size"]) + alpha_cost
 
 
 _PENDING: dict[tuple[str, int, int], Any] = {}  # (config key, run seed, job index) -> Future
@@ -416,7 +421,7 @@ def _submit_remaining(config: Config, data, first_seed: int, replicate: int) -> 
     key = cache_key(config=config)
     todo = [(r, i, job) for r in range(replicate, config.seeds) for i, job in enumerate(_jobs(config))
             if (key, first_seed + r, i) not in _PENDING]
-    for r, i, job in sorted(todo, key=lambda t: (-_expected_cost(config, t[2]), t[0])):
+    for r, i, job in sorted(todo, key=lambda t: (-_expected_cost(config, t[2], t[0] == 0), t[0])):
         _PENDING[(key, first_seed + r, i)] = pool.submit(_job, config, first_seed + r, job, data, r == 0)
 
 
@@ -964,8 +969,8 @@ def _tidy(fig):
     """Plain numbers (20, not 2×10¹) on log axes; minor labels only where an axis spans < 1.5 decades."""
     for ax in fig.axes:
         for axis, scale, lim in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
-            if scale != "log" or min(lim) <= 0:
-                continue
+            if scale != "log" or min(lim) <= 0 or isinstance(axis.get_major_locator(), matplotlib.ticker.FixedLocator):
+                continue  # linear, or ticks chosen by the figure itself
             axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
             narrow = np.log10(max(lim) / min(lim)) < 1.5
             axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label) if narrow
