@@ -153,7 +153,7 @@ VERDICTS = {  # kind -> (text when passed, text when not)
     "finding": ("yes", "no"),
 }
 _BADGE = ("display:inline-block;padding:1px 7px;border-radius:4px;font-weight:600;font-size:0.85em;"
-          "white-space:nowrap;color:#fff;background:{}")
+          "white-space:normal;color:#fff;background:{}")
 _PASS_COLOUR, _FAIL_COLOUR = "#1a7f37", "#b42318"   # text badges: readable without colour too
 
 
@@ -207,7 +207,7 @@ def _measured_html(record: dict[str, Any]) -> str:
 _TABLE_STYLE = ("width:100%;max-width:100%;box-sizing:border-box;table-layout:fixed;border-collapse:collapse;font-size:0.9em;"
                 "overflow-wrap:anywhere;word-break:normal")
 _CELL_STYLE = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;text-align:left;box-sizing:border-box"
-_COLUMNS = (("claim", "42%"), ("measured", "28%"), ("threshold", "16%"), ("result", "14%"))
+_COLUMNS = (("claim", "40%"), ("measured", "27%"), ("threshold", "15%"), ("result", "18%"))
 
 
 def claims_table_html(records: Iterable[dict[str, Any]]) -> str:

@@ -506,7 +506,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
               kind="check", source=SOURCES["1-closed-forms"]),
         Claim("2-matrix-closed-forms",
               f"n = {config.width}, d = {config.depth}, Gaussian init × {config.init_scale}/√n: NGD's map obeys "
-              f"W(t) − S = (W₀ − S)e^{{−t}} up to t = {horizon:g} in every seed; block NGD's obeys (W₀ − S)e^{{−{config.depth}t}} "
+              f"W(t) − S = (W₀ − S)·exp(−t) up to t = {horizon:g} in every seed; block NGD's obeys (W₀ − S)·exp(−{config.depth}t) "
               f"in every seed wherever its flow is defined — up to t = {horizon:g} on seeds drawn under the precondition "
               f"that this path stays nonsingular on [0, {horizon:g}], up to the time its flow reached on unconditioned seeds",
               {"fraction of seeds where it holds": rate2, "NGD max error": float(ngd_err.max()),
@@ -530,7 +530,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
               seeds=n_u, interval=interval2b, source=SOURCES["2b-singular-block-flows"]),
         Claim("2c-singularity-predicted",
               f"Block NGD's flow stops before t = {horizon:g} exactly on the seeds whose closed-form path "
-              f"S + (W₀ − S)e^{{−{config.depth}t}} passes a singular matrix before t = {horizon:g} (a real eigenvalue "
+              f"S + (W₀ − S)·exp(−{config.depth}t) passes a singular matrix before t = {horizon:g} (a real eigenvalue "
               f"λ ≤ 0 of S⁻¹W₀, at t* = ln(1 − λ)/{config.depth}), and at t* (within 1 % + 1e-6)",
               {"fraction of seeds that agree": rate2c,
                "predicted singular before t = 3": f"{int(predicted_stop.sum())}/{n_u}",
@@ -539,7 +539,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
               "every seed agrees", bool(agree.all()),
               kind="check", seeds=n_u, interval=interval2c, source=SOURCES["2c-singularity-predicted"]),
         Claim("3-conservation-law",
-              "C_i = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ is conserved by GD, NGD and full α=½ in every seed; block NGD does not "
+              "Cᵢ = Wᵢ₊₁ᵀWᵢ₊₁ − WᵢWᵢᵀ is conserved by GD, NGD and full α=½ in every seed; block NGD does not "
               f"conserve it (drift > {BLOCK_DRIFT_MIN:g} by t = {horizon:g} on every precondition seed, where its flow is "
               "defined); block α=½ drifts less from smaller inits in every seed — a consequence of its own conserved "
               "quantity (a_{i+1} − a_i in the scalar chain: the drift is proportional to the init scale by construction)",
