@@ -63,8 +63,9 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           typeset: document.querySelectorAll('mjx-container').length,
           tables: document.querySelectorAll('table.curvnb-claims, table').length,
           // elements that scroll sideways (content wider than their box)
+          // (more than 5 % wider than their box: a few px of a wrapped badge are tolerated)
           overflow: Array.from(document.querySelectorAll('article table, article .table-wrapper, .bd-article'))
-            .filter(e => e.scrollWidth > e.clientWidth + 2 && !e.closest('.highlight'))
+            .filter(e => e.scrollWidth > 1.05 * e.clientWidth + 2 && !e.closest('.highlight'))
             .map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '>' + e.clientWidth).slice(0, 5),
           // TeX that was not typeset: text outside math and code with x_{..} / x^{..} / \command
           raw_tex: (() => {
@@ -89,6 +90,10 @@ def move_each_control(driver) -> list[dict]:
     for view in driver.find_elements(By.CSS_SELECTOR, ".curvnb-static-slider"):
         img = view.find_element(By.TAG_NAME, "img")
         for control in view.find_elements(By.CSS_SELECTOR, "[data-axis]"):
+            choices = (len(control.find_elements(By.TAG_NAME, "option")) if control.tag_name == "select"
+                       else int(control.get_attribute("max")) + 1)
+            if choices < 2:   # a control with one value has nothing to move to
+                continue
             before = img.get_attribute("src")
             if control.tag_name == "select":
                 select = Select(control)

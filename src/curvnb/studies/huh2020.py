@@ -542,7 +542,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
               "Cᵢ = Wᵢ₊₁ᵀWᵢ₊₁ − WᵢWᵢᵀ is conserved by GD, NGD and full α=½ in every seed; block NGD does not "
               f"conserve it (drift > {BLOCK_DRIFT_MIN:g} by t = {horizon:g} on every precondition seed, where its flow is "
               "defined); block α=½ drifts less from smaller inits in every seed — a consequence of its own conserved "
-              "quantity (a_{i+1} − a_i in the scalar chain: the drift is proportional to the init scale by construction)",
+              "quantity (aᵢ₊₁ − aᵢ in the scalar chain: the drift is proportional to the init scale by construction)",
               {"fraction of seeds where it holds": rate3,
                **{f"{k} max drift": float(v.max()) for k, v in conserving.items()},
                "block NGD drift by t = 3, precondition seeds": _summary(cond["drift"]),
