@@ -102,7 +102,7 @@ def move_each_control(driver) -> list[dict]:
             else:
                 at_max = control.get_attribute("value") == control.get_attribute("max")
                 driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", control)
-                control.click()   # focus (a click may also move it: the values are read back below)
+                driver.execute_script("arguments[0].focus()", control)   # focus without moving it
                 control.send_keys(Keys.ARROW_LEFT if at_max else Keys.ARROW_RIGHT)
             moves.append({"view": view.get_attribute("id"), "before": before,
                           "values": [int(c.get_attribute("value"))
