@@ -886,21 +886,23 @@ def summary_markdown(claims_or_records: Sequence[Any], ids: Sequence[str] | None
 
 def runs_table(results: dict[str, Any]) -> str:
     """Plain-text table of every run: probes, final train accuracy and test accuracy (mean of the last
-    4 probes) per seed, and the compute time of each seed (training and probes, when it was computed)."""
+    4 probes) per seed, and the compute time of each seed (when it was computed)."""
     reps = _replicates(results)
-    seeds = " ".join(f"{rep['seed']:>5}" for rep in reps)
-    lines = [f"{'run':<16}{'probes':>7}   train accuracy, seeds {seeds.strip()}   |   test accuracy (last 4 probes)"]
+    width = 7 * len(reps)
+    seeds = "".join(f"{'seed ' + str(rep['seed']):>7}" for rep in reps)
+    lines = [f"{'':<16}{'':>7}  {'final train acc.':^{width}}  {'test acc. (last 4)':^{width}}",
+             f"{'run':<16}{'probes':>7}  {seeds}  {seeds}"]
     for label in reps[0]["runs"]:
         runs = [rep["runs"][label] for rep in reps]
-        train_acc = " ".join(f"{r['final_train_accuracy']:.3f}" for r in runs)
-        test_acc = " ".join(f"{final_test_accuracy(r):.3f}" for r in runs)
-        lines.append(f"{label:<16}{len(runs[0]['step']):>7}   {train_acc:<{6 * len(reps) + 22}}   |   {test_acc}")
+        train_acc = "".join(f"{r['final_train_accuracy']:>7.3f}" for r in runs)
+        test_acc = "".join(f"{final_test_accuracy(r):>7.3f}" for r in runs)
+        lines.append(f"{label:<16}{len(runs[0]['step']):>7}  {train_acc}  {test_acc}")
     eos = reps[0]["eos"]
-    lines.append(f"{'GD η=' + format(eos['lr'], 'g'):<16}{len(eos['step']):>7}   full-batch GD, {eos['examples']} examples, "
-                 f"{eos['loss_name']} loss")
+    lines.append(f"{'GD η=' + format(eos['lr'], 'g'):<16}{len(eos['step']):>7}  full-batch GD on {eos['examples']} "
+                 f"examples, {eos['loss_name']} loss")
     times = ", ".join(f"seed {rep['seed']}: {sum(r['seconds'] for r in rep['runs'].values()) + rep['eos']['seconds']:.0f} s"
                       for rep in reps)
-    return "\n".join(lines) + f"\ncompute time per seed (training + probes, summed over its runs): {times}"
+    return "\n".join(lines) + f"\nwall time of the runs of each seed, summed (two runs at a time): {times}"
 
 
 def eos_markdown(results: dict[str, Any]) -> str:
