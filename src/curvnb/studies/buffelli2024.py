@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
+from curvnb.linear.ode import single_thread
 from curvnb.claims import Claim
 from curvnb.curvature import empirical_ntk, linear_cka, ntk_distance
 from curvnb.figures import panels
@@ -149,12 +150,8 @@ def _threads(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- one ensemble run

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from curvnb.linear.ode import single_thread
 from curvnb.claims import Claim
 from curvnb.curvature import hvp, loss_and_grad
 from curvnb.curvature.glass import GLASS_LOSS_COEFFICIENT, gradient_variation, loglog_slope, perturbed_gradients, rademacher
@@ -214,12 +215,8 @@ def _one_thread(device: torch.device):
     if torch.device(device).type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _workers(config: Config, device: torch.device, jobs: int) -> int:
