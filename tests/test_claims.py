@@ -57,6 +57,20 @@ def test_scorecard_aggregates_chapters(tmp_path):
     assert "(stale: latest run failed)" in stale and ":::{warning}\nlatest run failed\n:::" in stale
 
 
+def test_scorecard_groups_findings_apart(tmp_path):
+    write_claims(tmp_path / "one.json", [Claim("a", "paper", 1.0, "> 0", True),
+                                         Claim("q1", "a finding", 0.5, "> 1", False, kind="finding")], "quick")
+    write_claims(tmp_path / "atlas.json", [Claim("q2", "lazy K-FAC", 2.0, "> 1", True, kind="finding",
+                                                 seeds=3, interval=(1.5, 2.5))], "quick")
+    md = scorecard_markdown(tmp_path, {"one": "Chapter One", "atlas": "Atlas"})
+    group = md.index("## Findings: the book's own questions")
+    # paper claims stay with their chapter; every finding sits in the findings group, once
+    assert md.index(">reproduced</span>") < group
+    assert group < md.index("lazy K-FAC") and group < md.index("a finding")
+    assert md.count("curvnb-verdict") == 3 and "1 of 2 findings answered yes" in md
+    assert "\n## Atlas" not in md and "### Atlas" in md and "### Chapter One" in md
+
+
 def test_measured_values_formatted_for_readers():
     assert format_value(0.123456) == "0.123" and format_value(1.5e-10) == "1.50e-10"
     assert format_value({"max_step": 12.3456, "ok": True}) == "max step: 12.3; ok: true"

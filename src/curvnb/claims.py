@@ -266,7 +266,7 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
     summary += f"; {findings[0]} of {findings[1]} findings answered yes" if findings[1] else ""
     lines += [summary + ".", ""]
     head = "".join(f'<th style="{_CELL_STYLE}">{h}</th>' for h in
-                   ("chapter", "profile", "paper claims reproduced", "self-checks hold"))
+                   ("chapter", "profile", "paper claims reproduced", "self-checks hold", "findings: yes"))
     rows = []
     for name, run, records in per_chapter:
         title = html.escape(chapter_titles.get(name, name))
@@ -274,17 +274,33 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
         if name in warnings:
             link += ' <b style="color:#b42318">(stale: latest run failed)</b>'
         profiles = ", ".join(sorted({r["profile"] for r in records})) or "–"
-        counts = [tally(records, k) for k in ("paper", "check")]
+        counts = [tally(records, k) for k in KINDS]
         cells = (link, profiles, *(f"{k} of {n}" if n else "–" for k, n in counts))
         rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
     lines += [f'<table class="curvnb-scorecard" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
               f"<tbody>{''.join(rows)}</tbody></table>", ""]
-    for name, run, records in per_chapter:
-        lines += ["", f"## {chapter_titles.get(name, name)}", ""]
+    def section(name: str, run: dict, records: list[dict[str, Any]], level: str) -> list[str]:
+        out = ["", f"{level} {chapter_titles.get(name, name)}", ""]
         if name in warnings:
-            lines += [":::{warning}", warnings[name], ":::", ""]
+            out += [":::{warning}", warnings[name], ":::", ""]
         if run:
-            lines += [f"Run: {run.get('profile', '?')} profile, seed {run.get('seed', '?')}, "
-                      f"{run.get('device', '?')}, torch {run.get('torch', '?')}, {run.get('date', '?')}.", ""]
-        lines += [claims_table_html(records), ""]
+            out += [f"Run: {run.get('profile', '?')} profile, seed {run.get('seed', '?')}, "
+                    f"{run.get('device', '?')}, torch {run.get('torch', '?')}, {run.get('date', '?')}.", ""]
+        return out + [claims_table_html(records), ""]
+
+    # Paper claims and self-checks per chapter; the book's own questions in a group of their own.
+    for name, run, records in per_chapter:
+        claimed = [r for r in records if r.get("kind", "paper") != "finding"]
+        if claimed:
+            lines += section(name, run, claimed, "##")
+    with_findings = [(name, run, [r for r in records if r.get("kind") == "finding"])
+                     for name, run, records in per_chapter]
+    with_findings = [entry for entry in with_findings if entry[2]]
+    if with_findings:
+        lines += ["", "## Findings: the book's own questions", "",
+                  "Questions the book asks of its own runs, each with its statistic and threshold fixed "
+                  "before running. *Yes* and *no* answer the question on this run; they are not "
+                  "claims of any paper."]
+        for name, run, findings in with_findings:
+            lines += section(name, run, findings, "###")
     return "\n".join(lines) + "\n"
