@@ -3,4 +3,4 @@
 ``run(config, *, device, seed) -> dict`` (plain, cacheable data), ``claims(results, config)
 -> list[Claim]`` and figure functions returning matplotlib figures."""
 
-CHAPTERS = ("intro", "toolkit", "huh2020", "orvieto2021", "jastrzebski2020", "duersch2024", "buffelli2024")
+CHAPTERS = ("intro", "toolkit", "huh2020", "orvieto2021", "jastrzebski2020", "duersch2024", "buffelli2024", "atlas")

@@ -450,7 +450,9 @@ def median_interval(values: Sequence[float]) -> tuple[float, tuple[float, float]
 def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple[float, float]]:
     """median(a) / median(b) over seeds, with a 95 % bootstrap interval (seeds resampled jointly)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    stat = lambda u, v: float(np.median(u) / np.median(v))  # noqa: E731
+    def stat(u: np.ndarray, v: np.ndarray) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.median(u) / np.median(v))
     return stat(a, b), bootstrap_interval((a, b), stat)
 
 
@@ -485,6 +487,8 @@ def finding_values(results: dict) -> dict[str, dict]:
     for fid, a, b, key, _statement, _links in FINDING_SPECS:
         va, vb = values[a][key], values[b][key]
         ratio, interval = ratio_of_medians(va, vb)
+        if not all(np.isfinite(interval)):   # undefined (e.g. 0/0): no answer, the widest interval
+            interval = (-math.inf, math.inf)
         out[fid] = {"ratio": ratio, "interval": interval, "a": va, "b": vb, "seeds": len(va),
                     "passed": bool(interval[1] < THRESHOLD)}
     return out

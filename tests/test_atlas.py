@@ -1,0 +1,125 @@
+"""atlas: quick-profile findings (executes the chapter) and the study's machinery."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_over_seeds, checked_claims
+
+from curvnb.studies import atlas as s
+
+CPU = torch.device("cpu")
+
+
+def _tiny_config():
+    grids = tuple((name, lrs[1:4:2]) for name, lrs in s.DEFAULT_GRIDS)   # two rates each: fast
+    return replace(s.PROFILES["quick"], num_samples=600, n_val=100, width=16, rev_expansion=32, batch_size=16,
+                   budget=24, select_budget=12, probe_every=6, probe_n=32, ntk_n=8, lr_grids=grids,
+                   kfac_update_every=4)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    c = _tiny_config()
+    return c, s.run(c, device=CPU, seed=0)
+
+
+@pytest.mark.slow
+def test_quick_findings(executed_chapter):
+    from curvnb import book
+    from curvnb.claims import read_claims_file
+
+    claims = checked_claims(executed_chapter("atlas"), s.FINDINGS, ())
+    assert all(c["kind"] == "finding" for c in claims.values())
+    assert_over_seeds(claims, {fid: 3 for fid in s.FINDINGS})   # yes/no depends on sampling: not asserted
+    run, _ = read_claims_file(book.build_dir() / "claims" / "atlas.json")
+    assert run["chapter"] == "atlas" and run["profile"] == "quick"
+
+
+def test_full_profile_is_valid():
+    full = s.PROFILES["full"]
+    hash(full)
+    assert full.dataset == "cifar10" and full.seeds > s.PROFILES["quick"].seeds >= 3
+    assert full.rev_expansion >= 2 * full.batch_size and full.width % 2 == 0
+    assert all(len(s.grid(full, n)) == 5 for n in s.TUNED)
+    model = s.make_model(full, "gn", 3072, 0, CPU)
+    assert model(torch.zeros(2, 3072)).shape == (2, 10)
+
+
+def test_evaluation_counts_follow_the_definition():
+    c = _tiny_config()
+    assert list(s.evaluation_counts(c, "adam", 5)) == [0, 1, 2, 3, 4, 5]
+    assert list(s.evaluation_counts(c, "gn", 3)) == [0, 1, 2, 3]
+    # K-FAC: a refresh (10 backward passes) before steps 1, 5, 9 with update_every = 4
+    assert list(s.evaluation_counts(c, "kfac-1", 9)) == [0, 11, 12, 13, 14, 25, 26, 27, 28, 39]
+    # Alice: counted by the optimizer itself while training
+    data = s.load_data(c, CPU)
+    model = s.make_model(c, "alice", 40, 0, CPU)
+    opt = s.make_optimizer(c, "alice", model, 1e-3, 0)
+    step = s.make_step("alice", [0.0])
+    x, y = data["train"]
+    for k in range(14):
+        step(model, opt, x[k * 16:(k + 1) * 16], y[k * 16:(k + 1) * 16])
+    assert s.evaluation_counts(c, "alice", 14)[-1] == opt.grad_evals
+    # K-FAC refreshes exactly where the count says
+    model = s.make_model(c, "kfac-1", 40, 0, CPU)
+    opt = s.make_optimizer(c, "kfac-1", model, 1e-3, 0)
+    refreshes = []
+    original = opt.update_factors
+    opt.update_factors = lambda inputs: (refreshes.append(1), original(inputs))
+    step = s.make_step("kfac-1", [0.0])
+    for k in range(9):
+        step(model, opt, x[k * 16:(k + 1) * 16], y[k * 16:(k + 1) * 16])
+    assert 9 + 10 * len(refreshes) == s.evaluation_counts(c, "kfac-1", 9)[-1]
+    assert s.steps_within(c, "kfac-1", 25) == 5 and s.steps_within(c, "adam", 25) == 25
+
+
+def test_runs_rates_and_matching(tiny):
+    c, r = tiny
+    assert r["seeds"] == [0, 1, 2] and not set(r["seeds"]) & set(r["select_seeds"])
+    # every tuned rate is the argmin of the recorded validation losses
+    for name in s.TUNED:
+        if name in r["rates"]:
+            scores = {lr: s.select_score([{"loss": v["loss"], "diverged": v["diverged"]}
+                                          for v in r["selection"][(name, lr)]]) for lr in s.grid(c, name)}
+            assert r["rates"][name] == min(scores, key=scores.get)
+    assert r["rates"]["sgd-small"] == pytest.approx(r["rates"]["sgd-large"] / 10)
+    assert r["rates"]["adam-small"] == pytest.approx(r["rates"]["adam"] / 10)
+    # each run stops at the budget; the matched probe is the first one at or below the target
+    target = r["matched"]["target"]
+    assert target == pytest.approx(1.05 * max(run["loss"][-1] for rs in r["runs"].values() for run in rs
+                                              if not run["diverged"]))
+    for name, rs in r["runs"].items():
+        for run, i in zip(rs, r["matched"]["index"][name]):
+            assert run["evals"][-1] <= c.budget < s.evaluation_counts(c, name, run["steps"] + 1)[-1]
+            assert run["loss"][i] <= target and np.all(run["loss"][:i] > target)
+            assert run["ntk"][0] == pytest.approx(0.0, abs=1e-9) and run["cka"][0] == pytest.approx(1.0)
+            assert len(run["grad_norms_init"]) == (c.depth if name not in s.REVERSIBLE else 2 * c.rev_depth)
+
+
+def test_claims_table_figures_views(tiny):
+    from curvnb.figures import apply_style, smallest_text_px
+
+    c, r = tiny
+    claims = s.claims(r, c)
+    assert [cl.id for cl in claims] == list(s.FINDINGS)
+    for cl in claims:
+        assert cl.kind == "finding" and cl.seeds == 3 and cl.interval[0] <= cl.interval[1]
+        assert cl.passed == (cl.interval[1] < 1.0)
+    for group in (0, 1):
+        table = s.matched_table_html(r, group)
+        assert table.count("<tr><td") == len(s.RUNS) and "nan" not in table
+    assert "yes" in s.summary_markdown(r) or "no" in s.summary_markdown(r)
+    M, keys = s.heatmap_matrix(r)
+    assert M.shape == (len(s.RUNS), len(keys)) and np.nanmin(M) >= 0 and np.nanmax(M) <= 1
+    apply_style()
+    import matplotlib.pyplot as plt
+    for fig in (s.figure_lenses(r, ("loss", "test_acc", "ntk", "cka", "lam_h", "lam_k")),
+                s.figure_lenses(r, ("tr_k", "rho", "hess")), s.figure_heatmap(r), s.draw_pair(r)):
+        assert smallest_text_px(fig) >= 9
+        plt.close(fig)
+    options = s.widget_options()
+    n_frames = np.prod([len(v) for v in options["static_values"].values()])
+    assert n_frames <= 40
+    with pytest.raises(ValueError):
+        s.draw_pair(r, optimizer_a="nope")
