@@ -107,8 +107,11 @@ def test_claims_table_figures_views(tiny):
         assert cl.kind == "finding" and cl.seeds == 3 and cl.interval[0] <= cl.interval[1]
         assert cl.passed == (cl.interval[1] < 1.0)
     for group in (0, 1):
-        table = s.matched_table_html(r, group)
-        assert table.count("<tr><td") == len(s.RUNS) and "nan" not in table
+        for point in ("matched", "budget"):
+            table = s.matched_table_html(r, group, point)
+            assert table.count("<tr><td") == len(s.RUNS) and "nan" not in table
+    budget = s.at_budget(r)
+    assert budget["adam"]["evals"] == [float(c.budget)] * 3
     assert "yes" in s.summary_markdown(r) or "no" in s.summary_markdown(r)
     M, keys = s.heatmap_matrix(r)
     assert M.shape == (len(s.RUNS), len(keys)) and np.nanmin(M) >= 0 and np.nanmax(M) <= 1

@@ -454,10 +454,14 @@ def matched(results: dict) -> dict:
         vals: dict[str, list[float]] = {}
         for key in (*LENSES, "evals", "train_seconds"):
             vals[key] = [float(r[key][i]) if i >= 0 else math.nan for r, i in zip(rs, idx)]
-        vals["final_loss"] = [float(r["loss"][-1]) for r in rs]
-        vals["final_test_acc"] = [float(r["test_acc"][-1]) for r in rs]
         out["values"][name] = vals
     return out
+
+
+def at_budget(results: dict) -> dict[str, dict[str, list[float]]]:
+    """Per run, every lens at its last probe: the equal-gradient-evaluations comparison."""
+    return {name: {key: [float(r[key][-1]) for r in rs] for key in (*LENSES, "evals", "train_seconds")}
+            for name, rs in results["runs"].items()}
 
 
 def median_interval(values: Sequence[float]) -> tuple[float, tuple[float, float]]:
@@ -599,13 +603,23 @@ def rates_markdown(results: dict) -> str:
 TABLE_GROUPS = (("evals", "loss", "test_acc", "lam_h", "lam_k"), ("tr_k", "rho", "hess", "ntk", "cka"))
 
 
-def matched_table_html(results: dict, group: int = 0) -> str:
-    """One row per run, the lenses of ``TABLE_GROUPS[group]`` at matched training loss as
-    ``median`` over ``[lo, hi]`` (95 % bootstrap interval over seeds)."""
+#: HTML column headers of the tables.
+HEADERS = {"evals": "grad. evals", "train_seconds": "train time (s)", "loss": "train loss", "test_acc": "test acc",
+           "lam_h": "λ<sub>H</sub><sup>1</sup>", "lam_k": "λ<sub>K</sub><sup>1</sup>", "tr_k": "Tr K",
+           "rho": "glass ρ", "hess": "Hess. diag", "ntk": "NTK dist.", "cka": "CKA"}
+
+
+def matched_table_html(results: dict, group: int = 0, point: str = "matched") -> str:
+    """One row per run, the lenses of ``TABLE_GROUPS[group]`` as ``median`` over ``[lo, hi]`` (95 %
+    bootstrap interval over seeds), at matched training loss (``point="matched"``) or at the
+    evaluation budget (``point="budget"``, with the training wall time instead of the evaluations)."""
+    if point not in ("matched", "budget"):
+        raise ValueError(f"unknown point {point!r}: allowed values are 'matched', 'budget'")
     keys = TABLE_GROUPS[group]
-    values = results["matched"]["values"]
-    head = "".join(f"<th style='padding:2px 6px'>{html.escape(LENSES[k][0] if k in LENSES else 'grad. evals')}</th>"
-                   for k in keys)
+    if point == "budget":
+        keys = tuple("train_seconds" if k == "evals" else k for k in keys)
+    values = results["matched"]["values"] if point == "matched" else at_budget(results)
+    head = "".join(f"<th style='padding:2px 6px'>{HEADERS[k]}</th>" for k in keys)
     body = []
     for name in RUNS:
         cells = []
@@ -660,13 +674,17 @@ def heatmap_matrix(results: dict) -> tuple[np.ndarray, list[str]]:
     return out, keys
 
 
+TICKS = {"lam_h": r"$\lambda_H^1$", "lam_k": r"$\lambda_K^1$", "tr_k": r"Tr $K$", "rho": r"glass $\rho$"}
+
+
 def figure_heatmap(results: dict):
     """Every lens at matched training loss, each column normalised across runs (log for log lenses)."""
     import matplotlib.pyplot as plt
     M, keys = heatmap_matrix(results)
     fig, ax = plt.subplots(figsize=(6.8, 3.9), layout="constrained")
     im = ax.imshow(M, cmap="viridis", aspect="auto", vmin=0, vmax=1)
-    ax.set_xticks(range(len(keys)), [LENSES[k][0] if k in LENSES else "grad. evals" for k in keys], rotation=30, ha="right")
+    ax.set_xticks(range(len(keys)), [TICKS.get(k, LENSES[k][0] if k in LENSES else "grad. evals") for k in keys],
+                  rotation=30, ha="right")
     ax.set_yticks(range(len(RUNS)), [NAMES[n] for n in RUNS])
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="column-normalised value (0 = lowest run)")
