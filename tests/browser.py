@@ -63,11 +63,11 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           typeset: document.querySelectorAll('mjx-container').length,
           tables: document.querySelectorAll('table.curvnb-claims, table').length,
           // elements that scroll sideways (content wider than their box)
-          // (more than 5 % wider than their box: a few px of a wrapped badge are tolerated)
+          // (1 px of slack: scrollWidth and clientWidth are rounded separately)
           overflow: Array.from(document.querySelectorAll('article table, article .table-wrapper, .bd-article'))
-            .filter(e => e.scrollWidth > 1.05 * e.clientWidth + 2 && !e.closest('.highlight'))
+            .filter(e => e.scrollWidth > e.clientWidth + 1 && !e.closest('.highlight'))
             .map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + '>' + e.clientWidth).slice(0, 5),
-          // TeX that was not typeset: text outside math and code with x_{..} / x^{..} / \command
+          // TeX that was not typeset: text outside math and code with x_{..} / x^{..} / a backslash command
           raw_tex: (() => {
             const root = (document.querySelector('article') || document.body).cloneNode(true);
             root.querySelectorAll('pre, code, mjx-container, script, .math, .highlight').forEach(e => e.remove());
