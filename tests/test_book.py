@@ -69,12 +69,15 @@ FONT_FLOOR_PX = 9.0
 
 
 def test_figures_legible_at_the_book_width(built_book):
-    """Every saved figure's smallest text, as shown at the book's ~680 px content width, is >= 9 px."""
+    """Every saved figure's and slider frame's smallest text, as shown at the book's ~680 px content
+    width, is >= 9 px."""
     smallest = {}
     for chapter in chapters():
         for meta in sorted((build_dir() / "figures" / chapter.id).glob("*.json")):
             size = json.loads(meta.read_text())["smallest_text_px"]
             smallest[f"{chapter.id}/{meta.stem}"] = size
+        for view, manifest in _frame_manifests(chapter).items():   # slider frames, smallest over a view
+            smallest[f"{chapter.id}/frames/{view}"] = manifest["smallest_text_px"]
     assert smallest
     too_small = {k: v for k, v in smallest.items() if v < FONT_FLOOR_PX}
     assert not too_small, f"text below {FONT_FLOOR_PX} px at the book's width: {too_small}"

@@ -118,6 +118,10 @@ def test_static_view_html_frames_and_reuse(tmp_path):
     frames = json.loads(re.search(r"const frames = (\{.*?\});", block).group(1))
     assert frames["2,1"] == ["../frames/ch/v/0005.webp", "a = 1, kind = y"]
     assert len(frames) == 6 and "http" not in block
+    # the manifest records the smallest text over the frames, as the book's legibility test reads it
+    from curvnb.figures import smallest_text_px
+    expected = min(smallest_text_px(_counting_draw([])(a, k)) for a in (0.0, 0.5, 1.0) for k in "xy")
+    assert json.loads((tmp_path / "v" / "manifest.json").read_text())["smallest_text_px"] == round(expected, 2)
     # a rebuild with the same key draws nothing; another key redraws
     view.static_view(tmp_path / "v", "../frames/ch/v", "curvnb-ch-v", reuse_key="k1")
     assert len(calls) == 6

@@ -77,10 +77,11 @@ def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX) -> float:
 
     A chapter shows a figure at ``figure.dpi`` pixels per inch (:func:`figure_image`), scaled
     down to ``display_width_px`` when wider than that."""
+    fig.canvas.draw()   # tick labels get their text only when drawn
+    px_per_in = min(display_width_px / shown_width_in(fig), float(fig.get_dpi()))
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
     if not texts:
         return math.inf
-    px_per_in = min(display_width_px / shown_width_in(fig), float(fig.get_dpi()))
     return min(t.get_fontsize() for t in texts) / 72.0 * px_per_in
 
 

@@ -21,6 +21,7 @@ import html
 import io
 import itertools
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from curvnb.figures import figure_image
+from curvnb.figures import figure_image, smallest_text_px
 
 FRAME_FORMAT = "webp"
 FRAME_DPI = 150          # crisp at the book's content width, ~20 KB a frame
@@ -215,10 +216,11 @@ def _view_name(draw: Callable) -> str:
 
 
 def render_frames(draw: Callable[..., Any], axes: Sequence[Axis], folder: Path,
-                  progress: bool = False) -> list[str]:
-    """Draw and save every frame of ``axes`` into ``folder``; returns the file names in frame order."""
+                  progress: bool = False) -> tuple[list[str], float]:
+    """Draw and save every frame of ``axes`` into ``folder``; returns the file names in frame order
+    and the smallest text of any frame in px at the book's width (:func:`smallest_text_px`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = []
+    files, smallest = [], math.inf
     combos = combinations(axes)
     from tqdm.auto import tqdm
 
@@ -226,11 +228,13 @@ def render_frames(draw: Callable[..., Any], axes: Sequence[Axis], folder: Path,
         fig = draw(**{a.name: a.values[i] for a, i in zip(axes, combo)})
         buffer = io.BytesIO()
         fig.savefig(buffer, format=FRAME_FORMAT, dpi=FRAME_DPI, pil_kwargs={"quality": FRAME_QUALITY})
+        # conservative: a frame is shown at most at its natural size, which is larger than this assumes
+        smallest = min(smallest, smallest_text_px(fig))
         plt.close(fig)
         name = f"{n:04d}.{FRAME_FORMAT}"
         (folder / name).write_bytes(buffer.getvalue())
         files.append(name)
-    return files
+    return files, smallest
 
 
 class SliderFigure:
@@ -288,8 +292,9 @@ class SliderFigure:
         if files is None:
             if folder.exists():
                 shutil.rmtree(folder)
-            files = render_frames(self.draw, axes, folder, progress=True)
+            files, smallest = render_frames(self.draw, axes, folder, progress=True)
             manifest.write_text(json.dumps({"key": reuse_key, "axes": spec, "files": files,
+                                            "smallest_text_px": round(smallest, 2),
                                             "sources": loaded_sources()}))
         return static_html(view_id, frames_url, axes, files)
 
