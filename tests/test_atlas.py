@@ -112,6 +112,7 @@ def test_claims_table_figures_views(tiny):
             assert table.count("<tr><td") == len(s.RUNS) and "nan" not in table
     budget = s.at_budget(r)
     assert budget["adam"]["evals"] == [float(c.budget)] * 3
+    assert s.init_markdown(r).count(",") >= c.depth - 1 + 2 * c.rev_depth - 1
     assert "yes" in s.summary_markdown(r) or "no" in s.summary_markdown(r)
     M, keys = s.heatmap_matrix(r)
     assert M.shape == (len(s.RUNS), len(keys)) and np.nanmin(M) >= 0 and np.nanmax(M) <= 1
