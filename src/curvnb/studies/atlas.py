@@ -636,9 +636,15 @@ def matched_table_html(results: dict, group: int = 0, point: str = "matched") ->
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def _shown(key: str, y: np.ndarray) -> np.ndarray:
+    """``y`` with the values a log axis cannot show masked (the NTK distance is 0 at initialization)."""
+    y = np.asarray(y, float)
+    return np.where(y > 1e-12, y, np.nan) if LENSES[key][2] else y
+
+
 def _median_curve(rs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     n = min(len(r[key]) for r in rs)
-    return np.asarray(rs[0]["evals"][:n]), np.median(np.array([r[key][:n] for r in rs]), axis=0)
+    return np.asarray(rs[0]["evals"][:n]), _shown(key, np.median(np.array([r[key][:n] for r in rs]), axis=0))
 
 
 def _plot_lens(ax, results: dict, key: str, names: Sequence[str]) -> None:
@@ -708,7 +714,7 @@ def draw_pair(results: dict, optimizer_a: str = "Adam", optimizer_b: str = "K-FA
     for label in dict.fromkeys((optimizer_a, optimizer_b)):
         name = by_label[label]
         for r in results["runs"][name]:
-            ax.plot(r["evals"], r[key], color=COLORS[name], alpha=0.3, lw=0.8)
+            ax.plot(r["evals"], _shown(key, r[key]), color=COLORS[name], alpha=0.3, lw=0.8)
         _plot_lens(ax, results, key, [name])
     ax.legend(loc="best")
     return fig
