@@ -94,6 +94,7 @@ def test_runs_rates_and_matching(tiny):
             assert run["evals"][-1] <= c.budget < s.evaluation_counts(c, name, run["steps"] + 1)[-1]
             assert run["loss"][i] <= target and np.all(run["loss"][:i] > target)
             assert run["ntk"][0] == pytest.approx(0.0, abs=1e-9) and run["cka"][0] == pytest.approx(1.0)
+            assert run["ntk_move"][0] == 0 and np.all(np.asarray(run["ntk_move"]) >= 0)
             assert len(run["grad_norms_init"]) == (c.depth if name not in s.REVERSIBLE else 2 * c.rev_depth)
 
 
@@ -114,12 +115,17 @@ def test_claims_table_figures_views(tiny):
     assert budget["adam"]["evals"] == [float(c.budget)] * 3
     assert s.init_markdown(r).count(",") >= c.depth - 1 + 2 * c.rev_depth - 1
     assert "yes" in s.summary_markdown(r) or "no" in s.summary_markdown(r)
+    assert s.summary_markdown(r).count("‖K_t − K_0‖/‖K_0‖") == 2      # both laziness findings
+    # the scale-sensitive measure is reported beside the registered one, its agreement generated
+    assert s.kernel_scale_note([2.0, 3.0, 4.0], [1.0, 1.0, 1.0], lazier=True).endswith("its size moved more.")
+    assert s.kernel_scale_note([0.1, 0.2, 0.3], [1.0, 1.0, 1.0], lazier=True).endswith("both measures agree.")
+    assert "ratio is 3 [" in s.kernel_scale_note([2.0, 3.0, 4.0], [1.0, 1.0, 1.0], lazier=False)
     M, keys = s.heatmap_matrix(r)
     assert M.shape == (len(s.RUNS), len(keys)) and np.nanmin(M) >= 0 and np.nanmax(M) <= 1
     apply_style()
     import matplotlib.pyplot as plt
     for fig in (s.figure_lenses(r, ("loss", "test_acc", "ntk", "cka", "lam_h", "lam_k")),
-                s.figure_lenses(r, ("tr_k", "rho", "hess")), s.figure_heatmap(r), s.draw_pair(r)):
+                s.figure_lenses(r, ("tr_k", "rho", "hess", "ntk_move")), s.figure_heatmap(r), s.draw_pair(r)):
         assert smallest_text_px(fig) >= 9
         plt.close(fig)
     options = s.widget_options()
@@ -127,3 +133,14 @@ def test_claims_table_figures_views(tiny):
     assert n_frames <= 40
     with pytest.raises(ValueError):
         s.draw_pair(r, optimizer_a="nope")
+
+
+def test_answers_compared_with_the_study_chapters_own_verdict(tmp_path, monkeypatch):
+    from curvnb.claims import Claim, write_claims
+
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
+    assert s.study_verdict("buffelli2024", "lazy") is None and s._compared_with_study(True, "buffelli2024", "lazy", "x") == ""
+    write_claims(tmp_path / "claims" / "buffelli2024.json", [Claim("lazy", "GN is lazy", 0.1, "< 0", False)], "quick")
+    assert s.study_verdict("buffelli2024", "lazy") is False and s.study_verdict("buffelli2024", "other") is None
+    assert s._compared_with_study(True, "buffelli2024", "lazy", "digits").startswith(", whereas the study chapter's")
+    assert s._compared_with_study(False, "buffelli2024", "lazy", "digits").startswith(", as in the study chapter's")

@@ -8,7 +8,7 @@ from torch import nn
 
 from curvnb.curvature import (CurvatureOperator, dense_hessian, empirical_ntk, flatten, ggn_vp,
                               gradient_covariance_eigenvalues, gradient_covariance_trace, hessian_density,
-                              hessian_eigenvalues, hessian_trace, hvp, linear_cka, ntk_distance,
+                              hessian_eigenvalues, hessian_trace, hvp, linear_cka, ntk_distance, ntk_relative_change,
                               per_example_grads, slq_nodes, unflatten_like)
 
 DT = torch.float64
@@ -214,6 +214,14 @@ def test_ntk_matches_explicit_jacobian(name):
     tr = empirical_ntk(model, x, mode="trace")
     assert rel(tr, full.reshape(N, C, N, C).diagonal(dim1=1, dim2=3).sum(-1)) < 1e-10
     assert abs(ntk_distance(full, 3 * full)) < 1e-12 and ntk_distance(full, torch.eye(N * C, dtype=DT)) > 0
+    # the relative change sees what the cosine distance cannot: a change of scale
+    assert ntk_relative_change(full, full) == 0 and ntk_relative_change(full, 3 * full) == pytest.approx(2.0)
+    other = full + torch.eye(N * C, dtype=DT)
+    assert ntk_relative_change(full, other) == pytest.approx(float(torch.eye(N * C, dtype=DT).norm() / full.norm()))
+    with pytest.raises(ValueError, match="zero"):
+        ntk_relative_change(torch.zeros_like(full), full)
+    with pytest.raises(ValueError, match="shapes"):
+        ntk_relative_change(full, tr)
     with pytest.raises(ValueError, match="'full'"):
         empirical_ntk(model, x, mode="diag")
 

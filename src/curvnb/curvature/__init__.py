@@ -13,7 +13,7 @@ from curvnb.curvature.covariance import (gradient_covariance_eigenvalues, gradie
                                          per_example_grads)
 from curvnb.curvature.lanczos import (SpectrumResult, block_lanczos, lanczos, lanczos_coefficients,
                                      lanczos_tridiagonal, min_tolerance, random_unit_vector, tridiagonal_eigh)
-from curvnb.curvature.ntk import empirical_ntk, linear_cka, ntk_distance, output_jacobian
+from curvnb.curvature.ntk import empirical_ntk, linear_cka, ntk_distance, ntk_relative_change, output_jacobian
 from curvnb.curvature.operators import (CurvatureOperator, MatrixOperator, dense_hessian, ggn_operator, ggn_vp,
                                         hessian_operator, hvp, loss_and_grad)
 from curvnb.curvature.matrix_functions import spectral_cutoff, symmetric_power
@@ -27,7 +27,7 @@ __all__ = [
     "ggn_operator", "ggn_vp", "gradient_covariance_eigenvalues", "gradient_covariance_trace", "hessian_density",
     "hessian_eigenvalues", "hessian_operator", "hessian_trace", "hvp", "lanczos", "lanczos_coefficients", "lanczos_tridiagonal",
     "min_tolerance", "random_unit_vector", "stochastic_modules", "tridiagonal_eigh",
-    "linear_cka", "loss_and_grad", "ntk_distance", "num_parameters", "operator_eigenvalues", "operator_trace",
+    "linear_cka", "loss_and_grad", "ntk_distance", "ntk_relative_change", "num_parameters", "operator_eigenvalues", "operator_trace",
     "output_jacobian", "per_example_grads", "slq_nodes", "spectral_cutoff", "symmetric_power", "trainable_parameters", "unflatten_like",
 ]
 from curvnb.curvature.glass import gradient_variation, glass_density_samples, hessian_diagonal_samples, perturbed_gradients  # noqa: E402

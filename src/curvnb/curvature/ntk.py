@@ -50,6 +50,18 @@ def ntk_distance(K0: torch.Tensor, K1: torch.Tensor) -> float:
     return float(1 - (K0 * K1).sum() / (K0.norm() * K1.norm()))
 
 
+def ntk_relative_change(K0: torch.Tensor, K1: torch.Tensor) -> float:
+    """How far the kernel moved from ``K0``: ‖K1 − K0‖_F / ‖K0‖_F (0 when unchanged; unlike
+    :func:`ntk_distance` it also sees a change of scale)."""
+    if K0.shape != K1.shape:
+        raise ValueError(f"kernels of different shapes {tuple(K0.shape)} and {tuple(K1.shape)}")
+    K0, K1 = K0.double(), K1.double()
+    norm = K0.norm()
+    if norm == 0:
+        raise ValueError("the reference kernel K0 is zero: its relative change is undefined")
+    return float((K1 - K0).norm() / norm)
+
+
 def linear_cka(A: torch.Tensor, B: torch.Tensor) -> float:
     """Linear centered kernel alignment of representations A (N, d1) and B (N, d2) (Kornblith et al. 2019)."""
     if A.shape[0] != B.shape[0]:
