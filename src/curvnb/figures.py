@@ -72,13 +72,16 @@ def shown_width_in(fig) -> float:
     return float(bbox.width) + 2 * float(matplotlib.rcParams["savefig.pad_inches"])
 
 
-def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX) -> float:
+def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX, *, width_in: float | None = None) -> float:
     """Height in px of the figure's smallest visible text as the book shows it.
 
     A chapter shows a figure at ``figure.dpi`` pixels per inch (:func:`figure_image`), scaled
-    down to ``display_width_px`` when wider than that."""
-    fig.canvas.draw()   # tick labels get their text only when drawn
-    px_per_in = min(display_width_px / shown_width_in(fig), float(fig.get_dpi()))
+    down to ``display_width_px`` when wider than that. ``width_in``: the saved image's width in
+    inches, for a figure ``savefig`` has just drawn (skips drawing it again)."""
+    if width_in is None:
+        fig.canvas.draw()   # tick labels get their text only when drawn
+        width_in = shown_width_in(fig)
+    px_per_in = min(display_width_px / width_in, float(fig.get_dpi()))
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
     if not texts:
         return math.inf

@@ -228,8 +228,12 @@ def render_frames(draw: Callable[..., Any], axes: Sequence[Axis], folder: Path,
         fig = draw(**{a.name: a.values[i] for a, i in zip(axes, combo)})
         buffer = io.BytesIO()
         fig.savefig(buffer, format=FRAME_FORMAT, dpi=FRAME_DPI, pil_kwargs={"quality": FRAME_QUALITY})
-        # conservative: a frame is shown at most at its natural size, which is larger than this assumes
-        smallest = min(smallest, smallest_text_px(fig))
+        # savefig has drawn the frame: its width is the image's; conservative, since a frame is shown
+        # at up to its natural size, larger than figure.dpi assumes
+        from PIL import Image
+
+        width_in = Image.open(io.BytesIO(buffer.getvalue())).size[0] / FRAME_DPI
+        smallest = min(smallest, smallest_text_px(fig, width_in=width_in))
         plt.close(fig)
         name = f"{n:04d}.{FRAME_FORMAT}"
         (folder / name).write_bytes(buffer.getvalue())
