@@ -44,6 +44,31 @@ def cnn(dtype=torch.float32):
 BUILDERS = {"mlp": mlp, "cnn": cnn}
 
 
+def conv_macs(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """Forward multiply-adds per example of each convolution of ``model``, input to output."""
+    macs = []
+
+    def hook(module, inputs, output):
+        k = module.weight[0].numel()  # in_channels/groups × kernel area
+        macs.append(int(output[0].numel()) * k)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x[:1])
+    for h in handles:
+        h.remove()
+    return macs
+
+
+def conv_floor(macs: list[int]) -> float:
+    """Convolution multiply-adds of a forward-over-reverse HVP ÷ those of a gradient (no input
+    gradient for the first convolution). Gradient: each convolution forward (F) and its weight
+    gradient (F), the later ones their input gradient (F). HVP tangents: the first convolution's
+    forward and weight-gradient tangents (F each), every later one's forward, weight-gradient and
+    input-gradient tangents (2F each: they are bilinear in weights and activations)."""
+    first, later = macs[0], sum(macs[1:])
+    return (2 * first + 6 * later) / (2 * first + 3 * later)
+
+
 def make_data(kind, n, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 64, generator=g) if kind == "mlp" else torch.randn(n, 1, 16, 16, generator=g)
@@ -359,7 +384,11 @@ def main():
              "A Lanczos row with a maximum error above its tolerance while it reports convergence has missed an "
              "eigenvalue: the residual bound certifies that each value lies near *an* eigenvalue, not that it is "
              "the i-th (the start vector had almost no component along the missed eigenvector); block Lanczos, "
-             "with several start vectors, makes such a miss much less likely."]
+             "with several start vectors, makes such a miss much less likely.",
+             "A floor for the CNN's HVP: a forward-over-reverse product ('linearize') does "
+             f"{conv_floor(conv_macs(cnn(), make_data('cnn', 1)[0])):.2f}× the convolution multiply-adds of a "
+             "gradient (its tangents are bilinear in weights and activations; see `conv_floor`), and only the "
+             "elementwise work (tanh) of the gradient is cached; the double-backward 'reuse' does more."]
     path = write("curvature", info, rows, targets(rows), notes)
     print(f"\nwrote {path} and {path.with_suffix('.md')}")
 
