@@ -98,3 +98,37 @@ def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
     cells = json.loads(staged.read_text())["cells"]
     assert "Stale results" in "".join(cells[1]["source"]) and "failed" in "".join(cells[1]["source"])
     assert "remove-cell" in cells[2]["metadata"]["tags"]      # the parameters cell is plumbing
+
+
+def test_chapter_that_never_reports_fails_and_keeps_old_outputs_stale(tmp_path):
+    """A notebook that runs to its end without writing its claims (no ch.report) is a failed run:
+    exit 2, one line, the previous executed notebook kept but flagged stale."""
+    import json
+    import shutil
+
+    import nbformat
+
+    from curvnb.paths import project_root
+
+    root = tmp_path / "repo"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(project_root() / "_config.yml", root / "_config.yml")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Quiet"),
+                nbformat.v4.new_code_cell("profile, device, seed = 'quick', 'auto', 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1 + 1")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "book" / "01_quiet.ipynb")
+    previous = root / "_build" / "executed" / "01_quiet.ipynb"
+    previous.parent.mkdir(parents=True)
+    previous.write_text("older run")
+    old_claims = root / "_build" / "claims" / "quiet.json"
+    old_claims.parent.mkdir(parents=True)
+    old_claims.write_text("[]")
+    import os
+    os.utime(old_claims, (0, 0))                       # written long before this run
+    proc = _cli("run", "quiet", env={"CURVNB_ROOT": str(root)})
+    _clean_failure(proc, "chapter quiet failed in its run: the notebook ended without writing _build/claims/quiet.json")
+    assert previous.read_text() == "older run"          # not replaced by the incomplete run
+    assert (root / "_build" / "failed" / "01_quiet.ipynb").exists()
+    assert "without writing" in json.loads((root / "_build" / "stale" / "quiet.json").read_text())["error"]

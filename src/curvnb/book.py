@@ -136,6 +136,10 @@ class ChapterFailed(RuntimeError):
     """A chapter's notebook raised; the message names the chapter, the error and where the details are."""
 
 
+class ChapterIncomplete(RuntimeError):
+    """A chapter's notebook ran to its end without writing its claims file (``ch.report`` not reached)."""
+
+
 def stale_marker(chapter_id: str) -> Path:
     """Written when a run of the chapter fails: its executed notebook and claims are an older run."""
     return build_dir() / "stale" / f"{chapter_id}.json"
@@ -177,12 +181,18 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
         out = executed_path(chapter)
         out.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{i}/{len(selected)}] {chapter.id} ({profile}, {device}, seed {seed}) ...", flush=True)
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         tmp = out.with_suffix(".running.ipynb")
         try:
             pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
                                 cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
                                 coalesce_streams=True)  # one output box per cell, not one per print
+            # A run that ends without its claims (a kernel that quit, a notebook without ch.report)
+            # has not produced the chapter: it fails like a raising cell, and older outputs go stale.
+            claims = build_dir() / "claims" / f"{chapter.id}.json"
+            if not claims.exists() or claims.stat().st_mtime < started_at - 1.0:
+                raise ChapterIncomplete(f"the notebook ended without writing {claims.relative_to(build_dir().parent)} "
+                                        "(its ch.report(...) cell was not reached)")
         except BaseException as exc:
             failed = build_dir() / "failed" / chapter.path.name
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +200,8 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
                 tmp.replace(failed)
             if isinstance(exc, pm.PapermillExecutionError):
                 what = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            elif isinstance(exc, ChapterIncomplete):
+                what = f"its run: {exc}"
             else:
                 what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             marker = stale_marker(chapter.id)
