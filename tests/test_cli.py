@@ -63,25 +63,35 @@ def test_outside_the_repository(tmp_path):
     _clean_failure(_cli("list", env={"CURVNB_ROOT": str(tmp_path)}), "set CURVNB_ROOT=")
 
 
-def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
-    """A chapter that raises: exit 2, one line, no partial notebook left, the previous run flagged."""
-    import json
+def _one_chapter_repo(tmp_path, name: str, body: str):
+    """A book repository with one chapter ``01_<name>.ipynb``: title, parameters cell, ``body``."""
     import shutil
 
     import nbformat
 
-    from curvnb import book
     from curvnb.paths import project_root
 
     root = tmp_path / "repo"
     (root / "book").mkdir(parents=True)
     shutil.copy(project_root() / "_config.yml", root / "_config.yml")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Boom"),
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name.title()}"),
                 nbformat.v4.new_code_cell("profile, device, seed = 'quick', 'auto', 0", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("raise RuntimeError('boom at seed %d' % seed)")]
+                nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "book" / "01_boom.ipynb")
+    nbformat.write(nb, root / "book" / f"01_{name}.ipynb")
+    return root, nb
+
+
+def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
+    """A chapter that raises: exit 2, one line, no partial notebook left, the previous run flagged."""
+    import json
+
+    import nbformat
+
+    from curvnb import book
+
+    root, nb = _one_chapter_repo(tmp_path, "boom", "raise RuntimeError('boom at seed %d' % seed)")
     previous = root / "_build" / "executed" / "01_boom.ipynb"
     previous.parent.mkdir(parents=True)
     nbformat.write(nb, previous)                      # an older, successful run
@@ -104,28 +114,15 @@ def test_chapter_that_never_reports_fails_and_keeps_old_outputs_stale(tmp_path):
     """A notebook that runs to its end without writing its claims (no ch.report) is a failed run:
     exit 2, one line, the previous executed notebook kept but flagged stale."""
     import json
-    import shutil
+    import os
 
-    import nbformat
-
-    from curvnb.paths import project_root
-
-    root = tmp_path / "repo"
-    (root / "book").mkdir(parents=True)
-    shutil.copy(project_root() / "_config.yml", root / "_config.yml")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Quiet"),
-                nbformat.v4.new_code_cell("profile, device, seed = 'quick', 'auto', 0", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("x = 1 + 1")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "book" / "01_quiet.ipynb")
+    root, _ = _one_chapter_repo(tmp_path, "quiet", "x = 1 + 1")
     previous = root / "_build" / "executed" / "01_quiet.ipynb"
     previous.parent.mkdir(parents=True)
     previous.write_text("older run")
     old_claims = root / "_build" / "claims" / "quiet.json"
     old_claims.parent.mkdir(parents=True)
     old_claims.write_text("[]")
-    import os
     os.utime(old_claims, (0, 0))                       # written long before this run
     proc = _cli("run", "quiet", env={"CURVNB_ROOT": str(root)})
     _clean_failure(proc, "chapter quiet failed in its run: the notebook ended without writing _build/claims/quiet.json")
