@@ -25,7 +25,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
-from curvnb.claims import Claim
+from curvnb.claims import Claim, tally
 from curvnb.figures import panels
 from curvnb.linear import (balanced_weights, end_to_end, euler_steps, integrate, mode_curve, mode_time,
                            natural_gradient_maps, noisy_teacher, random_weights, singular_time, teacher_map)
@@ -649,10 +649,9 @@ def summary_markdown(claims_or_records: Sequence[Any]) -> str:
             text += " " + WHY_NOT[r["id"]]
         text += f" *Source: {r['source']}.*"
         lines.append(text)
-    paper = [r for r in records if r["kind"] == "paper"]
-    checks = [r for r in records if r["kind"] == "check"]
-    head = (f"**{sum(r['passed'] for r in paper)} of {len(paper)} restated claims of the paper reproduce in this run; "
-            f"{sum(r['passed'] for r in checks)} of {len(checks)} self-checks hold.**")
+    (paper, n_paper), (checks, n_checks) = tally(records, "paper"), tally(records, "check")
+    head = (f"**{paper} of {n_paper} restated claims of the paper reproduce in this run; "
+            f"{checks} of {n_checks} self-checks hold.**")
     return head + "\n\n" + "\n".join(lines)
 
 

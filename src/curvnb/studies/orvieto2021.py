@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from curvnb.claims import Claim
+from curvnb.claims import Claim, tally
 from curvnb.figures import panels
 from curvnb.init_stats import (CHAIN_LOG_MEAN, balanced_escape_theory, chain_descent, chain_log_products,
                                grad_norms_over_depths, hessian_spectrum_at_init, hessian_top_at_init,
@@ -628,10 +628,9 @@ def summary_markdown(records: list[dict]) -> str:
                     text += " " + why
         text += f" *Source: {r['source']}.*"
         lines.append(text)
-    paper = [r for r in records if r["kind"] == "paper"]
-    checks = [r for r in records if r["kind"] == "check"]
-    head = (f"{sum(r['passed'] for r in paper)} of {len(paper)} restated claims of the paper reproduce in this "
-            f"run; {sum(r['passed'] for r in checks)} of {len(checks)} self-checks hold.")
+    (paper, n_paper), (checks, n_checks) = tally(records, "paper"), tally(records, "check")
+    head = (f"{paper} of {n_paper} restated claims of the paper reproduce in this run; "
+            f"{checks} of {n_checks} self-checks hold.")
     return head + "\n\n" + "\n".join(lines)
 
 
