@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from curvnb.stats import bootstrap_interval, clopper_pearson, seed_summary, t_interval
+from curvnb.stats import bootstrap_interval, clopper_pearson, median_ratio, seed_summary, t_interval
 
 
 def test_clopper_pearson_known_values():
@@ -48,3 +48,10 @@ def test_seed_summary():
     assert s["seeds"] == 4 and s["mean"] == 2.5 and s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 4.0
     assert s["interval"] == pytest.approx(list(t_interval([1.0, 2.0, 3.0, 4.0])))
     assert "interval" not in seed_summary([1.0])
+
+
+def test_median_ratio():
+    assert median_ratio([1.0, 2.0, 9.0], [4.0, 4.0, 1.0]) == 0.5
+    assert median_ratio([1.0], [0.0]) == np.inf and np.isnan(median_ratio([0.0], [0.0]))  # no warning raised
+    lo, hi = bootstrap_interval(([1.0, 2.0, 3.0], [1.0, 1.0, 1.0]), median_ratio)
+    assert 1.0 <= lo <= 2.0 <= hi <= 3.0

@@ -68,6 +68,13 @@ def bootstrap_interval(values: Sequence[float] | Sequence[Sequence[float]],
     return float(lo), float(hi)
 
 
+def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """median(a) / median(b): the statistic of "run A's median over seeds is k× run B's" (inf or nan,
+    without a warning, where median(b) is 0; :func:`bootstrap_interval` drops such draws)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.median(np.asarray(a, dtype=float)) / np.median(np.asarray(b, dtype=float)))
+
+
 def seed_summary(values: Sequence[float], level: float = 0.95) -> dict[str, float | int | list[float]]:
     """Mean, its t interval, median, min and max of one value per seed (plain data for reports)."""
     x = np.asarray(values, dtype=float).ravel()

@@ -97,7 +97,7 @@ from curvnb.init_stats import hidden_states
 from curvnb.linear.ode import single_thread
 from curvnb.models import ReversibleNet, deep_mlp
 from curvnb.optim import Alice, BlockDiagonalNaturalGradient, ExactGaussNewton
-from curvnb.stats import bootstrap_interval
+from curvnb.stats import bootstrap_interval, median_ratio
 from curvnb.train import evaluate, train
 
 TITLE = "Atlas: one task, every optimizer, every curvature lens"
@@ -471,10 +471,7 @@ def median_interval(values: Sequence[float], resamples: int = 1000) -> tuple[flo
 def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple[float, float]]:
     """median(a) / median(b) over seeds, with a 95 % bootstrap interval (seeds resampled jointly)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    def stat(u: np.ndarray, v: np.ndarray) -> float:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(np.median(u) / np.median(v))
-    return stat(a, b), bootstrap_interval((a, b), stat)
+    return median_ratio(a, b), bootstrap_interval((a, b), median_ratio)
 
 
 # --------------------------------------------------------------------------- findings

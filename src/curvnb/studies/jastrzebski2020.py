@@ -39,7 +39,7 @@ from curvnb.claims import Claim
 from curvnb.curvature import (flatten, gradient_covariance_eigenvalues, hessian_eigenvalues, loss_and_grad,
                               trainable_parameters, unflatten_like)
 from curvnb.figures import panels
-from curvnb.stats import bootstrap_interval, clopper_pearson
+from curvnb.stats import bootstrap_interval, clopper_pearson, median_ratio
 from curvnb.train import evaluate, train
 
 TITLE = "The break-even point on optimization trajectories"
@@ -592,10 +592,6 @@ def _interval(values, statistic: Callable[..., float], n: int) -> tuple[float, f
     return bootstrap_interval(values, statistic) if n > 1 else None
 
 
-def _ratio_of_medians(a, b) -> float:
-    return float(np.median(a) / np.median(b))
-
-
 def claims(results: dict[str, Any], config: Config) -> list[Claim]:
     """Every claim computed from ``results`` over its seeds, as pre-registered (see each threshold).
 
@@ -668,15 +664,15 @@ def claims(results: dict[str, Any], config: Config) -> list[Claim]:
     m_l = np.array([running_median_max(_run(rep, config.batch_lr, large)["lambda_h"]) for rep in reps])
     t_s = np.array([np.median(second_half(_run(rep, config.batch_lr, small), "trace_k")) for rep in reps])
     t_l = np.array([np.median(second_half(_run(rep, config.batch_lr, large), "trace_k")) for rep in reps])
-    both5 = lambda ml, ms, tl, ts: min(_ratio_of_medians(ml, ms), _ratio_of_medians(tl, ts))  # noqa: E731
+    both5 = lambda ml, ms, tl, ts: min(median_ratio(ml, ms), median_ratio(tl, ts))  # noqa: E731
     stat5 = both5(m_l, m_s, t_l, t_s)
     out.append(Claim(
         "5-larger-batch-sharper",
         f"At η={config.batch_lr:g}, S={large} has a higher max sharpness (5-point running median of λ_H¹) and a "
         f"higher second-half median Tr K than S={small}, in the median over seeds",
         {f"smaller of the two ratios S={large}/S={small}": stat5,
-         "max λ_H¹ ratio of medians": _ratio_of_medians(m_l, m_s),
-         "Tr K ratio of medians": _ratio_of_medians(t_l, t_s),
+         "max λ_H¹ ratio of medians": median_ratio(m_l, m_s),
+         "Tr K ratio of medians": median_ratio(t_l, t_s),
          f"max λ_H¹ per seed S={small}": m_s, f"max λ_H¹ per seed S={large}": m_l,
          f"Tr K per seed S={small}": t_s, f"Tr K per seed S={large}": t_l},
         f"both ratios of medians > 1 ({n} seeds)", stat5 > 1, seeds=n,

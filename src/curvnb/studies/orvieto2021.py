@@ -27,7 +27,7 @@ from curvnb.init_stats import (CHAIN_LOG_MEAN, balanced_escape_theory, chain_des
                                grad_norms_over_depths, hessian_spectrum_at_init, hessian_top_at_init,
                                log_ratio_per_layer, median_interval, seed_batched_mlp, train_seeds)
 from curvnb.linear.ode import single_thread
-from curvnb.stats import bootstrap_interval, clopper_pearson
+from curvnb.stats import bootstrap_interval, clopper_pearson, median_ratio
 
 TITLE = "Vanishing curvature at initialisation"
 COST = {"quick": "≈1–2 min on 2 CPU cores", "full": "≈20 min (CPU or GPU; Fashion-MNIST from data/fashion-mnist)"}
@@ -431,7 +431,7 @@ def claims(results: dict, config: Config) -> list[Claim]:
         {"ratio of medians": h_ratio, "decades": -math.log10(h_ratio), f"median max|λ| L={lo4}": _median(ht[lo4]),
          f"median max|λ| L={hi4}": _median(ht[hi4])},
         f"median max|λ| at L={hi4} ≤ 1e-2 × at L={lo4}", h_ratio <= 1e-2, seeds=n4,
-        interval=_interval((ht[hi4], ht[lo4]), lambda a, b: np.median(a) / np.median(b), n4),
+        interval=_interval((ht[hi4], ht[lo4]), median_ratio, n4),
         source=SOURCES["hessian-vanishes"]))
 
     # 5. balanced chain escape (deterministic: no randomness enters).
@@ -487,9 +487,6 @@ def claims(results: dict, config: Config) -> list[Claim]:
     g_plain, g_res, g_rbn = (ag[(k, config.mlp_depth)] for k in ("plain", "residual", "residual+BN"))
     r_res, r_rbn = _median(g_res) / _median(g_plain), _median(g_rbn) / _median(g_plain)
 
-    def ratio_of_medians(a, b) -> float:
-        return float(np.median(a) / np.median(b))
-
     margin7 = ce_margin(sgd, adm, res, rbn)
     ms, ma, mr, mb = (_median(v) for v in (sgd, adm, res, rbn))
     out.append(Claim(
@@ -502,9 +499,9 @@ def claims(results: dict, config: Config) -> list[Claim]:
          "residual SGD CE": mr, "residual SGD CE interval": list(bootstrap_interval(res)),
          "residual+BN SGD CE": mb, "residual+BN SGD CE interval": list(bootstrap_interval(rbn)),
          "grad ratio residual/plain": r_res, "grad ratio residual/plain interval": list(bootstrap_interval(
-             (g_res, g_plain), ratio_of_medians)),
+             (g_res, g_plain), median_ratio)),
          "grad ratio residual+BN/plain": r_rbn, "grad ratio residual+BN/plain interval": list(bootstrap_interval(
-             (g_rbn, g_plain), ratio_of_medians)),
+             (g_rbn, g_plain), median_ratio)),
          "gradient seeds": int(g_plain.size)},
         "medians: plain SGD ≥ 1.5 and ≥ 1 above residual SGD; Adam ≥ 0.5 below plain SGD; residual and residual+BN "
         "SGD < 0.5; gradient ratio at init ≥ 1e3 (residual), ≥ 30 (residual+BN) (interval: the worst "
