@@ -5,9 +5,11 @@ something is built once and reused by every product:
 
 * ``method="reuse"``: the graph of the gradient; a Hessian-vector product is one backward pass
   through it (≈1.5–1.9 gradients on MLPs), memory ≈ one gradient graph per batch;
-* ``method="linearize"``: ``torch.func.linearize`` of the gradient, a traced forward-mode program
-  (≈1.2 gradients per product on convolutional nets, where double backward through a convolution
-  is expensive, against ≈1.8 for ``"reuse"``); tracing costs tens of gradients once per batch and
+* ``method="linearize"``: the gradient's forward-mode linearisation traced once
+  (:func:`curvnb.curvature.linearize.linearize`: ``torch.func.linearize`` with the two tangents of
+  each convolution's input gradient fused into one call) — ≈1.2 gradients per product on
+  convolutional nets, where double backward through a convolution is expensive, against ≈2 for
+  ``"reuse"``; tracing costs tens of gradients once per batch and
   the traced program holds more memory than the gradient graph (both measured by
   ``benchmarks/curvature.py``), so it pays off only after tens of products;
 * ``method="auto"`` (default): ``"reuse"`` for models without convolutions; for models with
@@ -44,13 +46,14 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from curvnb.curvature.distributed import agree, all_reduce_sum, global_sum
+from curvnb.curvature.linearize import linearize
 from curvnb.curvature.params import (FunctionalModel, as_batches, batch_weights, check_deterministic, flatten,
                                      loss_reduction, scalar_loss)
 
 KINDS = ("hessian", "ggn")
 METHODS = ("auto", "reuse", "linearize", "rebuild")
 #: ``method="auto"`` on convolutional models switches a batch from "reuse" to "linearize" after this
-#: many products: tracing costs ≈30 gradients and saves ≈0.6 per product (benchmarks/curvature.py).
+#: many products: tracing costs ≈20 gradients and saves ≈0.7 per product (benchmarks/curvature.py).
 AUTO_LINEARIZE_AFTER = 50
 
 
@@ -146,13 +149,11 @@ class CurvatureOperator:
             g = torch.func.grad(fm.loss(loss_fn, x, y))
             if method == "linearize":
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UserWarning)  # fx const-folding chatter
-                        _, jvp_fn = torch.func.linearize(g, fm.params)
+                    jvp_fn, _ = linearize(g, fm.params)
                 except (RuntimeError, NotImplementedError) as exc:
                     # an op without a forward-mode rule: fall back to the reused double-backward graph
                     if self.requested_method == "linearize":
-                        warnings.warn(f"torch.func.linearize failed ({exc}); using method='reuse'", stacklevel=3)
+                        warnings.warn(f"linearizing the gradient failed ({exc}); using method='reuse'", stacklevel=3)
                     self.method, self.switch_after = "reuse", None
                     return self._build(i, "reuse")
                 return lambda v: flatten(jvp_fn(fm.unflatten(v)))
@@ -169,9 +170,7 @@ class CurvatureOperator:
                 return torch.func.jvp(f, (fm.params,), (fm.unflatten(v),))[1]
         else:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    _, lin = torch.func.linearize(f, fm.params)
+                lin, _ = linearize(f, fm.params)
                 jac_vec = lambda v: lin(fm.unflatten(v))  # noqa: E731
             except (RuntimeError, NotImplementedError):
                 # no forward-mode rule for some op: J v as the vjp of the (linear) map u -> Jᵀu
