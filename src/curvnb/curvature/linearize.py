@@ -9,7 +9,7 @@ channels stacked, ``conv_T([g_t, g], [W; W_t])``: one call of twice the channels
 multiply-adds. On CPU a strided convolution's input gradient costs several times its forward pass
 per multiply-add, mostly per call and per output pixel rather than per channel, so the fused call
 takes little more than one of the two (``benchmarks/curvature.py``: the CNN's Hessian-vector product
-≈1.6 → ≈1.2 gradients). The fusion is an exact identity; the graph is otherwise torch's.
+≈1.6 → ≈1.3 gradients). The fusion is an exact identity; the graph is otherwise torch's.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ something is built once and reused by every product:
   through it (≈1.5–1.9 gradients on MLPs), memory ≈ one gradient graph per batch;
 * ``method="linearize"``: the gradient's forward-mode linearisation traced once
   (:func:`curvnb.curvature.linearize.linearize`: ``torch.func.linearize`` with the two tangents of
-  each convolution's input gradient fused into one call) — ≈1.2 gradients per product on
+  each convolution's input gradient fused into one call) — ≈1.3 gradients per product on
   convolutional nets, where double backward through a convolution is expensive, against ≈2 for
   ``"reuse"``; tracing costs tens of gradients once per batch and
   the traced program holds more memory than the gradient graph (both measured by

@@ -93,7 +93,8 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
         opt.step()
     batches = [(x[i:i + config.batch_size], y[i:i + config.batch_size]) for i in range(0, len(x), config.batch_size)]
     P = sum(p.numel() for p in model.parameters())
-    out: dict = {"P": P, "N": len(x), "train_loss": float(loss_fn(model(x), y))}
+    with torch.no_grad():
+        out: dict = {"P": P, "N": len(x), "train_loss": float(loss_fn(model(x), y))}
 
     # explicit references: dense Hessian by torch.autograd.functional, GGN from explicit Jacobians
     f, theta = _flat_function(model)
