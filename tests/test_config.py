@@ -4,7 +4,7 @@ import torch
 
 from curvnb import Chapter, resolve_device, select_profile
 from curvnb.book import chapters
-from curvnb.config import seed_everything
+from curvnb.config import seed_everything, single_thread
 
 
 def test_select_profile_names_allowed_values():
@@ -64,3 +64,17 @@ def test_executed_chapter_fails_in_its_first_cell(tmp_path, params, message):
     injected = next(i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", []))
     failing = next(i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs))
     assert failing == injected + 1
+
+
+def test_single_thread_on_the_cpu_only_and_restored_after_an_error():
+    before = torch.get_num_threads()
+    with single_thread():
+        assert torch.get_num_threads() == 1
+    with single_thread(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    with single_thread("cuda"):  # other devices: the CPU's threads are left alone
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with single_thread():
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

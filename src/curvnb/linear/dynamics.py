@@ -15,16 +15,16 @@ them with autograd's gradients, the integrator below with the closed-form ones.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from curvnb.config import single_thread
 from curvnb.curvature.matrix_functions import spectral_cutoff, symmetric_power
 from curvnb.linear.network import end_to_end, partial_products
-from curvnb.linear.ode import dop853, single_thread
+from curvnb.linear.ode import dop853
 
 __all__ = ["RULES", "loss", "losses", "layer_gradients", "function_space_kernel", "full_natural_direction",
            "kronecker_direction", "block_natural_direction", "weight_velocity", "conserved_quantities",
@@ -295,7 +295,7 @@ def euler_steps(weights0: Sequence[torch.Tensor], target: torch.Tensor, rule: st
         recorded["drift"].append(conservation_drifts(start, weights))
         recorded["loss"].append(losses(weights, target))
 
-    with single_thread() if weights[0].device.type == "cpu" else contextlib.nullcontext():
+    with single_thread(weights[0].device):
         for k in range(steps):
             if k % record_every == 0:
                 record(k)

@@ -10,15 +10,14 @@ land exactly on the requested output times (no interpolation).
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 from scipy.integrate._ivp import dop853_coefficients as _dop
 
-__all__ = ["BatchSolution", "dop853", "single_thread"]
+__all__ = ["BatchSolution", "dop853"]
 
 _STAGES = _dop.N_STAGES
 _A, _B, _C = _dop.A[:_STAGES, :_STAGES], _dop.B, _dop.C[:_STAGES]
@@ -26,18 +25,6 @@ _E3, _E5 = _dop.E3, _dop.E5
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _ERROR_EXPONENT = -1.0 / 8.0          # the error estimator is of order 7
 EVALUATIONS_PER_STEP = _STAGES         # FSAL: the 13th stage is the next step's first
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """One intra-op thread while it lasts: batches of 4 × 4 matrices gain nothing from threads and a
-    busy machine makes spinning threads cost several times the work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

@@ -75,7 +75,6 @@ Revision 1 (after the first run of the chapter, finding seeds 0, 1, 2; threshold
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import html
 import math
@@ -88,13 +87,13 @@ import torch
 from torch import nn
 
 from curvnb.claims import Claim
+from curvnb.config import single_thread
 from curvnb.curvature import (empirical_ntk, gradient_covariance_eigenvalues, gradient_covariance_trace,
                               hessian_eigenvalues, linear_cka, loss_and_grad, ntk_distance,
                               ntk_relative_change, unflatten_like)
 from curvnb.curvature.glass import gradient_variation
 from curvnb.figures import panels
 from curvnb.init_stats import hidden_states
-from curvnb.linear.ode import single_thread
 from curvnb.models import ReversibleNet, deep_mlp
 from curvnb.optim import Alice, BlockDiagonalNaturalGradient, ExactGaussNewton
 from curvnb.stats import bootstrap_interval, median_ratio
@@ -353,7 +352,7 @@ def train_one(config: Config, *, device: torch.device, seed: int, name: str, lr:
     opt = make_optimizer(config, name, model, lr, seed=run_seed)
     steps = steps_within(config, name, budget)
     train_seconds = [0.0]
-    with single_thread() if device.type == "cpu" else contextlib.nullcontext():
+    with single_thread(device):
         out: dict[str, Any] = {"name": name, "lr": lr, "run_seed": run_seed, "steps": steps}
         if lenses:
             out["grad_norms_init"] = layer_grad_norms(model, data["probe"])

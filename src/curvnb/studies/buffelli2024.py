@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
-from curvnb.linear.ode import single_thread
 from curvnb.claims import Claim
+from curvnb.config import single_thread
 from curvnb.curvature import empirical_ntk, linear_cka, ntk_distance
 from curvnb.figures import panels
 from curvnb.models import ReversibleNet

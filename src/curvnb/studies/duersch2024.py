@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from curvnb.linear.ode import single_thread
 from curvnb.claims import Claim
+from curvnb.config import single_thread
 from curvnb.curvature import hvp, loss_and_grad
 from curvnb.curvature.glass import GLASS_LOSS_COEFFICIENT, gradient_variation, loglog_slope, perturbed_gradients, rademacher
 from curvnb.data import load_digits_split

@@ -15,7 +15,6 @@ each seed with its own adaptive steps) and the discrete runs step all seeds at o
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -26,10 +25,10 @@ from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
 from curvnb.claims import Claim, tally
+from curvnb.config import single_thread
 from curvnb.figures import panels
 from curvnb.linear import (balanced_weights, end_to_end, euler_steps, integrate, mode_curve, mode_time,
                            natural_gradient_maps, noisy_teacher, random_weights, singular_time, teacher_map)
-from curvnb.linear.ode import single_thread
 from curvnb.optim import BlockDiagonalNaturalGradient
 from curvnb.stats import bootstrap_interval, clopper_pearson
 
@@ -382,7 +381,7 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
     """Every part of the chapter; prints wall and CPU time per part. Single-threaded on the CPU: the models
     are tiny (seeds are batched instead), and spare threads only spin on a shared machine."""
     results, start, cpu = {}, time.perf_counter(), time.process_time()
-    with single_thread() if device.type == "cpu" else contextlib.nullcontext():
+    with single_thread(device):
         for name, compute in (("modes", lambda: run_modes(config)), ("matrix", lambda: run_matrix(config, seed)),
                               ("scalar", lambda: run_scalar(config)),
                               ("discrete", lambda: run_discrete(config, device=device, seed=seed)),

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from curvnb.claims import Claim, tally
+from curvnb.config import single_thread
 from curvnb.figures import panels
 from curvnb.init_stats import (CHAIN_LOG_MEAN, balanced_escape_theory, chain_descent, chain_log_products,
                                grad_norms_over_depths, hessian_spectrum_at_init, hessian_top_at_init,
                                log_ratio_per_layer, median_interval, seed_batched_mlp, train_seeds)
-from curvnb.linear.ode import single_thread
 from curvnb.stats import bootstrap_interval, clopper_pearson, median_ratio
 
 TITLE = "Vanishing curvature at initialisation"
@@ -146,9 +146,7 @@ def _cpu_single_thread(fn: Callable[..., dict]) -> Callable[..., dict]:
 
     @functools.wraps(fn)
     def wrapped(config: Config, *, device: torch.device, seed: int) -> dict:
-        if torch.device(device).type != "cpu":
-            return fn(config, device=device, seed=seed)
-        with single_thread():
+        with single_thread(device):
             return fn(config, device=device, seed=seed)
     return wrapped
 
