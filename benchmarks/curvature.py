@@ -394,7 +394,11 @@ def main():
              "on CPU a strided convolution's input gradient costs several times its forward pass, mostly per "
              "call rather than per channel: 'linearize' runs the two input-gradient tangents of each "
              "convolution as one call with the channels stacked (`curvnb.curvature.linearize`), where "
-             "`torch.func.linearize`'s trace runs two (its row above)."]
+             "`torch.func.linearize`'s trace runs two (its row above).",
+             "Double backward through a convolution (method 'reuse', the one-shot `hvp()` and the plain double "
+             "backward alike) also computes the input gradient of the first convolution, which nothing needs: "
+             "torch's `_convolution_double_backward` computes it whenever the weight's direction is nonzero, "
+             "whatever the output mask says. The traced 'linearize' program computes only what the product needs."]
     path = write("curvature", info, rows, targets(rows), notes)
     print(f"\nwrote {path} and {path.with_suffix('.md')}")
 
