@@ -1,10 +1,11 @@
 """Speed of curvnb.curvature against the obvious alternatives and its peers, measured in one process.
 
-Usage: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curvature.py [--rounds 11] [--quick]``.
+Usage: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/curvature.py [--rounds 31] [--quick]``.
 Each group of methods is timed round-robin (every round runs each method once, after one warm-up
-call each); ratios are medians of per-round ratios to the group's reference (a gradient, or our
-Lanczos), written with their spread to ``benchmarks/results/curvature.json`` and rendered to
-``curvature.md`` (which the book's Performance page includes). Peers (curvlinops, BackPACK,
+call each, in an order shuffled each round); ratios are medians of per-round ratios to the group's
+reference (a gradient, or our Lanczos), written with their spread to
+``benchmarks/results/curvature.json`` and rendered to ``curvature.md`` (which the book's Performance
+page includes). Peers (curvlinops, BackPACK,
 hessian-eigenthings) are skipped with a message when not installed (see README.md).
 """
 from __future__ import annotations
@@ -371,7 +372,7 @@ def targets(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=11, help="rounds for the product groups")
+    ap.add_argument("--rounds", type=int, default=31, help="rounds for the product groups")
     ap.add_argument("--eigen-rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="few rounds, no eigen-solvers (a smoke test)")
     args = ap.parse_args()

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -24,17 +25,22 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def round_robin(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Per-round wall times (s) of each function; every round runs all of them once, in turn, so a
-    load change on a shared machine hits all alike. ``warmup`` untimed calls each first."""
+def round_robin(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1,
+                seed: int = 0) -> dict[str, list[float]]:
+    """Per-round wall times (s) of each function; every round runs all of them once, so a load
+    change on a shared machine hits all alike, in an order shuffled each round (seeded), so that no
+    method always runs right after the same one (caches and allocator state left by the previous
+    call would otherwise bias one ratio the same way in every round). ``warmup`` untimed calls each first."""
     for f in fns.values():
         for _ in range(warmup):
             f()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    order, rng = list(fns), random.Random(seed)
     for _ in range(rounds):
-        for k, f in fns.items():
+        rng.shuffle(order)
+        for k in order:
             t = time.perf_counter()
-            f()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
     return times
 
@@ -89,7 +95,8 @@ def render(data: dict[str, Any]) -> str:
     load = f"{run['load_average_start'][0]:.1f} → {run['load_average_end'][0]:.1f}"
     out = [f"*Measured {run['date'][:10]} ({run['date']}) with torch {run['torch']} on {run['threads']} thread(s), "
            f"{run['machine']}; load average (1 min) {load} during the run. Command: `{run['command']}`. "
-           "Ratios are medians of per-round ratios (methods timed round-robin in one process); the spread is "
+           "Ratios are medians of per-round ratios (methods timed round-robin in one process, in an order shuffled "
+           "each round); the spread is "
            "their interquartile range over the rounds.*", ""]
     for note in data.get("notes", []):
         out += [note, ""]
