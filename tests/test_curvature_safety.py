@@ -11,6 +11,7 @@ from curvnb.curvature import (CurvatureOperator, MatrixOperator, block_lanczos, 
                               hessian_eigenvalues, hessian_trace, hvp, lanczos, loss_and_grad, min_tolerance,
                               operator_eigenvalues, per_example_grads)
 from curvnb.curvature.operators import AUTO_LINEARIZE_AFTER, default_method
+from curvnb.curvature.spectra import default_block_size
 
 DT = torch.float64
 
@@ -249,6 +250,24 @@ def test_block_lanczos_on_a_tiny_net_matches_eigvalsh():
     np.testing.assert_allclose(one.eigenvalues.numpy(), lam[:3], rtol=1e-7)
     with pytest.raises(ValueError, match="residual"):
         hessian_eigenvalues(model, loss, (x, y), k=3, block_size=2, bound="gap")
+
+
+def test_default_block_size_is_a_block_of_two_for_top_k_on_the_cpu():
+    op = MatrixOperator(torch.diag(torch.arange(40, dtype=DT)))
+    assert [default_block_size(op, k) for k in (1, 2, 5)] == [1, 2, 2]
+    assert default_block_size(op, 5, bound="gap") == 1
+    gpu_like = type("Op", (), {"device": torch.device("cuda")})()
+    assert default_block_size(gpu_like, 5) == 5 and default_block_size(gpu_like, 5, bound="gap") == 1
+    # the defaults run: block Lanczos for k = 5 (products counted in blocks of 2), single vector for
+    # the gap bound (which block Lanczos refuses when asked for explicitly)
+    lam = np.arange(40)[::-1][:5]
+    block = operator_eigenvalues(op, k=5, tol=1e-10)
+    np.testing.assert_allclose(block.eigenvalues.numpy(), lam, rtol=1e-9)
+    explicit = operator_eigenvalues(MatrixOperator(op.matrix), k=5, tol=1e-10, block_size=2)
+    assert block.converged and torch.equal(block.eigenvalues, explicit.eigenvalues)
+    assert block.num_matvecs == explicit.num_matvecs
+    gap = operator_eigenvalues(MatrixOperator(op.matrix), k=5, tol=1e-10, bound="gap")
+    np.testing.assert_allclose(gap.eigenvalues.numpy(), lam, rtol=1e-9)
 
 
 def test_frozen_parameters_are_skipped():

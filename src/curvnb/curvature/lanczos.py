@@ -16,9 +16,9 @@ eigenvalue per Krylov space in exact arithmetic (it finds further copies only th
 the residual bound proves each value near *an* eigenvalue, not that it is the i-th: an eigenvalue
 whose eigenvector is nearly orthogonal to the start vector can be missed while the others converge
 (``benchmarks/curvature.py`` shows one such case: a top-5 that returned λ6 in place of λ5 with
-``converged=True``). Cross-check with a second ``seed`` or use a block of start vectors when the
-index matters. :func:`block_lanczos` with a block of b vectors
-finds up to b copies by construction, and its products of a block can run as one batched pass.
+``converged=True``). :func:`block_lanczos` with a block of b start vectors finds up to b copies
+by construction, makes such a miss much less likely, and its products of a block can run as one
+batched pass; :func:`curvnb.curvature.operator_eigenvalues` uses a block by default for k ≥ 2.
 """
 from __future__ import annotations
 
@@ -196,21 +196,21 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
         start = torch.randn(n, b, generator=g, dtype=torch.float64)
     block, _ = torch.linalg.qr(start.to(dtype=torch.float64).reshape(n, -1))
     block = block.to(dtype=dtype, device=device)
-    Q = torch.empty(n, max_iter + b, dtype=dtype, device=device)
+    Q = torch.empty(max_iter + b, n, dtype=dtype, device=device)  # basis vectors as rows: contiguous slices
     T = np.zeros((max_iter + b, max_iter + b))
     m = count = 0
     scale = 0.0
     converged = False
     while True:
         w = block.shape[1]
-        Q[:, m:m + w] = block
+        Q[m:m + w] = block.T
         W = matmat(block).to(dtype)
         count += w
-        basis = Q[:, :m + w]
-        C = basis.T @ W
-        W = W - basis @ C
-        C2 = basis.T @ W  # twice is enough
-        W = W - basis @ C2
+        basis = Q[:m + w]
+        C = basis @ W
+        W = W - basis.T @ C
+        C2 = basis @ W  # twice is enough
+        W = W - basis.T @ C2
         C = (C + C2).double().cpu().numpy()
         T[:m + w, m:m + w] = C
         T[m:m + w, :m + w] = C.T
@@ -237,7 +237,7 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
     res = np.zeros(len(idx)) if m >= n else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
     order = np.argsort(-theta[idx])
     idx, res = idx[order], res[order]
-    vecs = Q[:, :m] @ torch.as_tensor(S[:, idx], dtype=dtype, device=device) if return_eigenvectors else None
+    vecs = Q[:m].T @ torch.as_tensor(S[:, idx], dtype=dtype, device=device) if return_eigenvectors else None
     return SpectrumResult(eigenvalues=torch.as_tensor(theta[idx], dtype=dtype), eigenvectors=vecs,
                           residuals=torch.as_tensor(res, dtype=dtype), converged=converged, num_matvecs=count,
                           num_steps=m)

@@ -39,10 +39,16 @@ def eigsh_operator(op: CurvatureOperator, *, k: int = 1, which: str = "LA", tol:
                           converged=bool(np.all(res <= tol * np.abs(vals) + 1e-12)), num_matvecs=num)
 
 
-def default_block_size(op: Any, k: int) -> int:
-    """Block size when none is given: 1 (single-vector Lanczos) on the CPU, where products of a
-    block do not batch, and k on accelerators, where the k products of a block run as one pass."""
-    return 1 if torch.device(op.device).type == "cpu" else k
+def default_block_size(op: Any, k: int, bound: str = "residual") -> int:
+    """Block size when none is given. On accelerators k: the k products of a block run as one pass.
+    On the CPU, where the products of a block do not batch, 1 for k = 1 and 2 for k ≥ 2: a single
+    start vector with almost no component along one of the k wanted eigenvectors makes Lanczos skip
+    that eigenvalue while every residual is small (``converged=True``, a wrong i-th value); a second
+    start vector makes that much less likely, for a few more products (``benchmarks/curvature.py``
+    counts the misses of each over start seeds). ``bound="gap"`` is single-vector only: 1."""
+    if bound != "residual":
+        return 1
+    return min(k, 2) if torch.device(op.device).type == "cpu" else k
 
 
 def operator_eigenvalues(op: CurvatureOperator, k: int = 1, which: str = "LA", tol: float = 1e-3,
@@ -53,7 +59,8 @@ def operator_eigenvalues(op: CurvatureOperator, k: int = 1, which: str = "LA", t
 
     ``block_size`` b > 1 runs :func:`~curvnb.curvature.lanczos.block_lanczos` (finds eigenvalues of
     multiplicity ≤ b with all their copies; products of a block batched with ``op.matmat``); the
-    default is 1 on the CPU and k on accelerators. ``tol`` below the dtype's precision is refused."""
+    default (:func:`default_block_size`) is k on accelerators and, on the CPU, 1 for k = 1 and 2 for
+    k ≥ 2. ``tol`` below the dtype's precision is refused."""
     if which not in WHICH:
         raise ValueError(f"unknown which {which!r}: allowed values are {', '.join(map(repr, WHICH))}")
     if backend not in BACKENDS:
@@ -63,7 +70,7 @@ def operator_eigenvalues(op: CurvatureOperator, k: int = 1, which: str = "LA", t
         return eigsh_operator(op, k=k, which=which, tol=tol, return_eigenvectors=return_eigenvectors,
                               seed=seed, max_iter=max_iter)
     start = op.num_matvecs
-    b = default_block_size(op, k) if block_size is None else int(block_size)
+    b = default_block_size(op, k, bound) if block_size is None else int(block_size)
     if b > 1:
         if bound != "residual":
             raise ValueError("block Lanczos stops on the residual bound only; use bound='residual' or block_size=1")
