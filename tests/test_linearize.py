@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from curvnb.curvature import CurvatureOperator, dense_hessian, flatten
-from curvnb.curvature.linearize import linearize
+import torch.autograd.forward_ad as fwAD
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from curvnb.curvature.linearize import drop_zero_terms, linearize
 
 DT = torch.float64
 LOSS = nn.CrossEntropyLoss()
@@ -88,3 +91,27 @@ def test_pytree_outputs_and_tangents_that_do_not_reach_an_output():
     assert torch.allclose(out["both"], a.cos() * ta * b + a.sin() * tb)
     assert torch.allclose(out["a only"], 2 * a * ta)
     assert torch.equal(out["constant"], torch.zeros(2, dtype=DT))
+
+
+def traced_tangent_program(grad, params):
+    def program(tangents):
+        with fwAD.dual_level():
+            out = grad(tuple(fwAD.make_dual(p, t) for p, t in zip(params, tangents)))
+            return [fwAD.unpack_dual(o).tangent for o in out]
+    return make_fx(program)(tuple(torch.randn_like(p) for p in params))
+
+
+@pytest.mark.parametrize("case", ["conv2d stride/padding/dilation", "transposed (not fused)"])
+def test_terms_of_the_datas_zero_tangent_are_dropped_exactly(case):
+    # the data is not differentiated: its zero tangent enters the first convolution's forward tangent
+    # and its weight-gradient tangent as two added zeros, which the program no longer adds
+    model, (x, y) = CASES[case][0]()
+    grad, params = gradient_of_loss(model, x, y)
+    gm = traced_tangent_program(grad, params)
+    adds = sum(n.target is torch.ops.aten.add.Tensor for n in gm.graph.nodes)
+    vs = tuple(torch.randn_like(p) for p in params)
+    before = gm(vs)
+    assert drop_zero_terms(gm) == 2
+    assert sum(n.target is torch.ops.aten.add.Tensor for n in gm.graph.nodes) == adds - 2
+    assert all(torch.equal(a, b) for a, b in zip(gm(vs), before))  # dropping a zero changes no bit
+    assert drop_zero_terms(gm) == 0

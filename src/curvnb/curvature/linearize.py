@@ -9,7 +9,9 @@ channels stacked, ``conv_T([g_t, g], [W; W_t])``: one call of twice the channels
 multiply-adds. On CPU a strided convolution's input gradient costs several times its forward pass
 per multiply-add, mostly per call and per output pixel rather than per channel, so the fused call
 takes little more than one of the two (``benchmarks/curvature.py``: the CNN's Hessian-vector product
-≈1.6 → ≈1.3 gradients). The fusion is an exact identity; the graph is otherwise torch's.
+≈1.6 → ≈1.3 gradients). Before fusing, sums with a term known to be zero — what the data's zero
+tangent becomes in the first layer — are dropped (:func:`drop_zero_terms`). Both rewrites are exact
+identities; the graph is otherwise torch's.
 """
 from __future__ import annotations
 
@@ -82,10 +84,73 @@ def fuse_convolution_tangents(gm: GraphModule) -> int:
     return fused
 
 
+_ATEN = torch.ops.aten
+#: ops that create zeros, and ops whose result is zero when their first argument is (shape/alias ops)
+_ZERO_SOURCES = {_ATEN.zeros.default, _ATEN.zeros_like.default, _ATEN.new_zeros.default,
+                 _ATEN._efficientzerotensor.default}
+_ZERO_KEEPING = {_ATEN.expand.default, _ATEN.view.default, _ATEN.reshape.default, _ATEN.alias.default,
+                 _ATEN.t.default, _ATEN.permute.default, _ATEN.clone.default, _ATEN._to_copy.default}
+_BILINEAR = {_ATEN.mm.default, _ATEN.bmm.default, _ATEN.mul.Tensor}
+
+
+def _known_zeros(graph: torch.fx.Graph) -> set[Node]:
+    """Nodes whose value is zero whatever the tangents: zeros (the tangent of an input that is not
+    differentiated, e.g. the data) and what linear ops make of them."""
+    zeros: set[Node] = set()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        target, args = node.target, node.args
+        if target in _ZERO_SOURCES:
+            zeros.add(node)
+        elif target in _ZERO_KEEPING and args and args[0] in zeros:
+            zeros.add(node)
+        elif target in _BILINEAR and any(a in zeros for a in args[:2]):
+            zeros.add(node)
+        elif target is _ATEN.convolution.default and args[2] is None and (args[0] in zeros or args[1] in zeros):
+            zeros.add(node)
+        elif target is operator.getitem and isinstance(args[0], Node) and args[0].target is _CONV_BACKWARD:
+            grad_out, inp, weight = args[0].args[:3]
+            # convolution_backward's outputs: input gradient (needs the weight), weight gradient (needs
+            # the input), bias gradient; each is linear in the output gradient
+            needs = {0: weight, 1: inp}.get(args[1])
+            if grad_out in zeros or (needs is not None and needs in zeros):
+                zeros.add(node)
+    return zeros
+
+
+def drop_zero_terms(gm: GraphModule) -> int:
+    """Replace ``t + z`` (and ``t - z``) by ``t`` where ``z`` is known to be zero and the sum has
+    ``t``'s shape and dtype; returns how many terms were dropped. After const folding such a ``z``
+    is a stored zero tensor that every product would add (an activation-sized add per convolution
+    or linear layer that reads the data)."""
+    graph = gm.graph
+    zeros = _known_zeros(graph)
+    dropped = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (_ADD, _ATEN.sub.Tensor) or len(node.args) != 2:
+            continue
+        if node.kwargs.get("alpha", 1) != 1:
+            continue
+        a, b = node.args
+        keep = a if b in zeros else (b if a in zeros and node.target is _ADD else None)
+        out, kept = _meta(node), _meta(keep)
+        if keep is None or out is None or kept is None or kept.shape != out.shape or kept.dtype != out.dtype:
+            continue
+        node.replace_all_uses_with(keep)
+        graph.erase_node(node)
+        dropped += 1
+    graph.eliminate_dead_code()
+    graph.lint()
+    gm.recompile()
+    return dropped
+
+
 def linearize(func: Callable, *primals: Any, fuse: bool = True) -> tuple[Callable, int]:
     """``(jvp_fn, fused)``: ``jvp_fn(*tangents)`` returns ``J_func(primals) · tangents`` as
-    ``torch.func.linearize`` would, from one trace with the convolution tangents fused
-    (:func:`fuse_convolution_tangents`; ``fuse=False`` keeps torch's graph). Tangents must have
+    ``torch.func.linearize`` would, from one trace with zero terms dropped and the convolution
+    tangents fused (:func:`drop_zero_terms`, :func:`fuse_convolution_tangents`; ``fuse=False`` keeps
+    torch's graph). Tangents must have
     the primals' shapes, dtypes and devices (not checked: callers build them from flat vectors)."""
     flat_primals, primals_spec = tree_flatten(primals)
     out_spec: list[Any] = [None]
@@ -103,6 +168,8 @@ def linearize(func: Callable, *primals: Any, fuse: bool = True) -> tuple[Callabl
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         graph = make_fx(tangent_program)(placeholders)
+        if fuse:
+            drop_zero_terms(graph)
         fused = fuse_convolution_tangents(graph) if fuse else 0
         program = const_fold.split_const_subgraphs(graph)
 
