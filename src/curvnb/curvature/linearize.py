@@ -116,7 +116,18 @@ def _known_zeros(graph: torch.fx.Graph) -> set[Node]:
             needs = {0: weight, 1: inp}.get(args[1])
             if grad_out in zeros or (needs is not None and needs in zeros):
                 zeros.add(node)
-    return zeros
+    # a zero buffer filled in place (``out = torch.zeros(...); out[:, :3] = a``, traced as a write into
+    # a view of it) is not zero where it is read: when a zero or a view of one is written, assume nothing
+    views, mutated = set(zeros), set()
+    for node in graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        schema = node.target._schema
+        if schema.is_mutable:
+            mutated.update(a for a in node.args if isinstance(a, Node))
+        elif node.args and node.args[0] in views and any(r.alias_info is not None for r in schema.returns):
+            views.add(node)
+    return set() if mutated & views else zeros
 
 
 def drop_zero_terms(gm: GraphModule) -> int:
@@ -146,12 +157,29 @@ def drop_zero_terms(gm: GraphModule) -> int:
     return dropped
 
 
+def _is_view(node: Any) -> bool:
+    """Whether ``node`` is an aten op that returns a view (alias) of an input without writing to it."""
+    if not isinstance(node, Node) or node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+        return False
+    schema = node.target._schema
+    return not schema.is_mutable and any(r.alias_info is not None for r in schema.returns)
+
+
+def writes_into_views(graph: torch.fx.Graph) -> list[Node]:
+    """The in-place ops of ``graph`` that write into a view of another tensor (``h[:, :3] = a`` on a
+    buffer): ``torch.func.linearize``'s constant folding does not keep such writes in order — its
+    products come out wrong, silently (tests/test_linearize.py) — so such programs are refused."""
+    return [node for node in graph.nodes if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and node.target._schema.is_mutable and node.args and _is_view(node.args[0])]
+
+
 def linearize(func: Callable, *primals: Any, fuse: bool = True) -> tuple[Callable, int]:
     """``(jvp_fn, fused)``: ``jvp_fn(*tangents)`` returns ``J_func(primals) · tangents`` as
     ``torch.func.linearize`` would, from one trace with zero terms dropped and the convolution
     tangents fused (:func:`drop_zero_terms`, :func:`fuse_convolution_tangents`; ``fuse=False`` keeps
-    torch's graph). Tangents must have
-    the primals' shapes, dtypes and devices (not checked: callers build them from flat vectors)."""
+    torch's graph). Tangents must have the primals' shapes, dtypes and devices (not checked:
+    callers build them from flat vectors). A function that writes in place into a view raises
+    ``RuntimeError`` (see :func:`writes_into_views`); the operators then fall back to double backward."""
     flat_primals, primals_spec = tree_flatten(primals)
     out_spec: list[Any] = [None]
 
@@ -168,6 +196,10 @@ def linearize(func: Callable, *primals: Any, fuse: bool = True) -> tuple[Callabl
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         graph = make_fx(tangent_program)(placeholders)
+        writes = writes_into_views(graph.graph)
+        if writes:
+            raise RuntimeError(f"the function writes in place into a view ({writes[0].target}); its traced "
+                               "linearisation would not keep that write in order")
         if fuse:
             drop_zero_terms(graph)
         fused = fuse_convolution_tangents(graph) if fuse else 0

@@ -175,7 +175,7 @@ class CurvatureOperator:
             except (RuntimeError, NotImplementedError):
                 # no forward-mode rule for some op: J v as the vjp of the (linear) map u -> Jᵀu
                 _, vjp2 = torch.func.vjp(vjp_fn, torch.zeros_like(out))
-                jac_vec = lambda v: vjp2(fm.unflatten(v))[0]  # noqa: E731
+                jac_vec = lambda v: vjp2((fm.unflatten(v),))[0]  # noqa: E731 (vjp_fn returns a 1-tuple)
 
         def product(v: torch.Tensor) -> torch.Tensor:
             return flatten(vjp_fn(out_hvp(out, jac_vec(v)))[0])
