@@ -122,10 +122,9 @@ def _known_zeros(graph: torch.fx.Graph) -> set[Node]:
     for node in graph.nodes:
         if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
             continue
-        schema = node.target._schema
-        if schema.is_mutable:
+        if node.target._schema.is_mutable:
             mutated.update(a for a in node.args if isinstance(a, Node))
-        elif node.args and node.args[0] in views and any(r.alias_info is not None for r in schema.returns):
+        elif node.args and node.args[0] in views and _is_view(node):
             views.add(node)
     return set() if mutated & views else zeros
 
