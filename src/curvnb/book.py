@@ -81,13 +81,21 @@ def repository_url(root: Path | None = None) -> str:
 
 
 def colab_install_source(url: str) -> str:
-    """The first code cell of every chapter: install curvnb when it is not importable (Colab)."""
+    """The first code cell of every chapter: install curvnb when it is not importable (Colab).
+
+    It installs ``curvnb @ git+<url>``, or, when the environment variable ``CURVNB_INSTALL`` is
+    set, that pip requirement instead (a fork, a pinned release, a local wheel). IPython expands
+    ``{curvnb_install}`` in the ``%pip`` line. A kernel that already imports curvnb (a local
+    book run) installs nothing."""
     return (
-        "# On Colab or a fresh kernel, install curvnb from the book's repository.\n"
+        "# On Colab or a fresh kernel, install curvnb from the book's repository. For a fork or a\n"
+        "# pinned release, set CURVNB_INSTALL to a pip requirement, URL or path first.\n"
         "try:\n"
         "    import curvnb\n"
         "except ImportError:\n"
-        f'    %pip install -q "curvnb @ git+{url}"'
+        "    import os\n"
+        f'    curvnb_install = os.environ.get("CURVNB_INSTALL") or "curvnb @ git+{url}"\n'
+        '    %pip install -q "{curvnb_install}"'
     )
 
 
