@@ -29,7 +29,8 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: setup browser
-	@$(PY) -m pytest
+	@# the 15 slowest tests are listed at the end: where the suite's minutes go
+	@$(PY) -m pytest --durations=15
 
 bench: setup
 	@# --no-deps: the extras would otherwise pull torchvision and move torch off the pinned version.

@@ -1,6 +1,7 @@
 """The CI workflow (.github/workflows/book.yml): valid by GitHub's workflow schema (check-jsonschema's
 vendored copy; offline), by actionlint where its binary exists, and it does what the book needs:
-`make test` on CPU for pushes and pull requests; on a self-hosted GPU runner, the full-profile
+`make test` on CPU for pushes and pull requests; the quick book built on a CPU and uploaded on
+pushes to main; on a self-hosted GPU runner, the full-profile
 sweep, the book build and the Pages upload; the sweep command is one our CLI accepts."""
 from __future__ import annotations
 
@@ -60,6 +61,19 @@ def test_cpu_job_runs_make_test_on_pushes_and_pull_requests(workflow):
     test = workflow["jobs"]["test"]
     assert test["runs-on"] == "ubuntu-latest" and "if" not in test
     assert any(s.get("run", "").strip() == "make test" for s in test["steps"])
+
+
+def test_quick_book_job_builds_on_pushes_to_main_and_uploads_the_html(workflow):
+    job = workflow["jobs"]["quick-book"]
+    assert job["runs-on"] == "ubuntu-latest"
+    assert "github.event_name == 'push'" in job["if"] and "refs/heads/main" in job["if"]
+    runs = [s.get("run", "").strip() for s in job["steps"]]
+    assert "make book" in runs   # the quick profile: make book's default
+    upload = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(upload) == 1 and upload[0]["with"]["path"] == "_build/book/_build/html"
+    assert runs.index("make book") < job["steps"].index(upload[0])
+    makefile = (ROOT / "Makefile").read_text()
+    assert "PROFILE ?= quick" in makefile and "--profile $(PROFILE)" in makefile
 
 
 def test_gpu_job_sweeps_the_full_profile_builds_and_publishes(workflow):
