@@ -51,9 +51,9 @@ def test_opening_cells(chapter):
 @pytest.mark.parametrize("chapter", NOTEBOOKS, ids=lambda c: c.id)
 def test_study_module_contract(chapter):
     study = importlib.import_module(f"curvnb.studies.{chapter.id}")
-    assert set(study.PROFILES) == {"quick", "full"}
+    assert set(study.PROFILES) == {"quick", "full", "smoke"}
     assert isinstance(study.TITLE, str) and study.TITLE
-    assert set(study.COST) == {"quick", "full"}
+    assert set(study.COST) == {"quick", "full", "smoke"}
     for fn in ("run", "claims"):
         assert callable(getattr(study, fn))
     hash(study.PROFILES["quick"])  # frozen dataclass: usable in cache keys

@@ -8,8 +8,12 @@ from typing import Iterator, Mapping, TypeVar
 import numpy as np
 import torch
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "smoke")   # smoke: tiny sizes through every code path (tests)
 DEVICES = ("auto", "cpu", "cuda")
+SMOKE_NOTE = ("**Smoke profile: a test run, not evidence.** This was executed in the `smoke` profile, "
+              "tiny sizes that take every code path in seconds for the test suite; its figures and "
+              "verdicts say nothing about the papers. The book's results come from the quick profile "
+              "(`make book`) or the full one.")
 
 C = TypeVar("C")
 

@@ -101,7 +101,8 @@ from curvnb.train import evaluate, train
 
 TITLE = "Atlas: one task, every optimizer, every curvature lens"
 COST = {"quick": "≈2.5 min on 2 shared CPU cores (130 s CPU time, measured)",
-        "full": "not measured; for one GPU (CIFAR-10 from a local folder, 8 seeds)"}
+        "full": "not measured; for one GPU (CIFAR-10 from a local folder, 8 seeds)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 
 #: Every run of the chapter: (label, model, base optimizer whose grid/rule sets its rate).
 RUNS = ("sgd-small", "sgd-large", "sgd-mom", "adam", "adam-small", "kfac-half", "kfac-1", "alice",
@@ -174,6 +175,10 @@ PROFILES = {
     "full": Config(dataset="cifar10", n_val=5000, width=512, rev_expansion=512, batch_size=256, budget=5000,
                    select_budget=1500, probe_every=250, probe_n=512, ntk_n=64, seeds=8, select_seeds=2,
                    glass_samples=2),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence
+    "smoke": Config(num_samples=600, n_val=100, width=16, rev_expansion=32, batch_size=16, budget=24, select_budget=12,
+                    probe_every=6, probe_n=32, ntk_n=8, lr_grids=tuple((name, lrs[1:4:2]) for name, lrs in DEFAULT_GRIDS),
+                    kfac_update_every=4),
 }
 
 

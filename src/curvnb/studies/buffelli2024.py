@@ -40,7 +40,8 @@ from curvnb.stats import t_interval
 from curvnb.train import train
 
 TITLE = "Exact Gauss–Newton in reversible networks"
-COST = {"quick": "≈1.5–2 min on 2 CPU cores", "full": "≈30 min on one GPU (MNIST from a local folder)"}
+COST = {"quick": "≈1.5–2 min on 2 CPU cores", "full": "≈30 min on one GPU (MNIST from a local folder)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 OPTIMIZERS = ("gn", "adam", "sgd")
 TUNED = ("gn", "adam")          # the optimizers whose learning rate is selected on validation data
 COLORS = {"gn": "#D55E00", "adam": "#0072B2", "sgd": "#009E73"}
@@ -77,6 +78,9 @@ PROFILES = {
     "full": Config(dataset="mnist", n_val=5000, seeds=5, width=784, expansion=1024, depth=4,
                    full_batch_n=1000, full_steps=100, batch_size=256, mini_steps=2000, probe_every=100,
                    kernel_every=500, probe_n=64, rich_expansion=256),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence
+    "smoke": Config(full_batch_n=40, expansion=48, full_steps=3, mini_steps=4, probe_every=2, kernel_every=2, probe_n=8,
+                    rich_expansion=16, batch_size=16),
 }
 
 

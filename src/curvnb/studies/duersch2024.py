@@ -46,7 +46,8 @@ from curvnb.train import train
 
 TITLE = "Curvature in the looking-glass: glass curvature and the Alice optimizer"
 COST = {"quick": "≈2 min on 2 CPU cores (150 s of CPU time, spread over both cores)",
-        "full": "≈15 min on one GPU (estimate; several hours on a 2-core CPU)"}
+        "full": "≈15 min on one GPU (estimate; several hours on a 2-core CPU)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ PROFILES = {
     "full": Config(hidden=256, pretrain_steps=500, scaling_samples=16, curvature_seeds=10, line_directions=32,
                    train_steps=3000, eval_every=100, selection_seeds=3, report_seeds=10, naq_dim=500,
                    naq_steps=1000),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence
+    "smoke": Config(hidden=8, pretrain_steps=5, long_pretrain_steps=5, sigmas=(1e-4, 1e-3, 1e-2), scaling_samples=1,
+                    curvature_seeds=2, line_directions=1, line_steps=(1e-3, 1e-2), train_steps=16, eval_every=4,
+                    validation=100, selection_seeds=2, report_seeds=2, naq_dim=5, naq_steps=15, workers=1),
 }
 
 #: The training comparison: name -> (optimizer class or torch name, options). "Alice" is the

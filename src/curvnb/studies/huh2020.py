@@ -35,7 +35,8 @@ from curvnb.stats import bootstrap_interval, clopper_pearson
 TITLE = "Curvature-corrected learning dynamics in deep linear networks"
 COST = {"quick": "about 2½ minutes on a 2-core CPU (measured: 140 s of CPU time, single-threaded)",
         "full": "about 15 minutes on a 2-core CPU (measured: 13 min of CPU time, 10 of them the MLP grid; the float64 "
-                "ODEs stay on the CPU, a GPU only speeds up the discrete-time runs and the MLP)"}
+                "ODEs stay on the CPU, a GPU only speeds up the discrete-time runs and the MLP)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 
 # (label, rule, alpha) of the update rules compared throughout the chapter.
 GD, NGD = ("GD", "full", 0.0), ("NGD", "full", 1.0)
@@ -138,6 +139,13 @@ PROFILES = {
     "full": Config(matrix_seeds=128, conditioned_seeds=64, drift_scales=(0.3, 0.1, 0.03, 0.01), drift_seeds=64,
                    discrete_seeds=64, discrete_steps=8000, gen_points=300, gen_seeds=16,
                    mlp_steps=600, mlp_seeds=3, mlp_width=128),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence
+    "smoke": Config(saxe_singular_values=(1.0,), mode_points=61, matrix_seeds=6, conditioned_seeds=2, drift_seeds=3,
+                    drift_scales=(0.3, 0.1), max_evaluations=3000, portrait_inits=((0.05, 0.2),), scalar_points=40,
+                    discrete_steps=40, discrete_seeds=4, record_every=5, gen_width=5, gen_seeds=3,
+                    gen_rules=(("GD", "full", 0.0, 400.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 30.0)),
+                    gen_points=40, mlp_width=16, mlp_steps=3,
+                    mlp_lrs=(("GD", 0.0, (0.1,)), ("block α=½ (K-FAC)", 0.5, (0.1, 0.3)))),
 }
 
 

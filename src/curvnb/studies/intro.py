@@ -16,7 +16,8 @@ from curvnb.claims import Claim
 from curvnb.figures import CONTENT_WIDTH_IN
 
 TITLE = "Introduction: curvature sets the step size"
-COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU"}
+COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class Config:
     step_ratios: tuple[float, ...] = (0.5, 0.9, 0.99, 1.01, 1.1)  # η in units of 2/λ_max
 
 
-PROFILES = {"quick": Config(), "full": Config(dim=500, condition=1e3, steps=3000)}
+PROFILES = {"quick": Config(), "full": Config(dim=500, condition=1e3, steps=3000),
+            "smoke": Config(dim=10, steps=300)}  # tiny: every code path in seconds (tests)
 
 
 def quadratic(dim: int, condition: float, seed: int, dtype=torch.float64) -> torch.Tensor:

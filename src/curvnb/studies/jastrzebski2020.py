@@ -44,7 +44,8 @@ from curvnb.train import evaluate, train
 
 TITLE = "The break-even point on optimization trajectories"
 COST = {"quick": "≈3 min on 2 CPU cores (3 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",
-        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 5 seeds; resumable)"}
+        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 5 seeds; resumable)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 
 DATASETS = ("mnist1d", "cifar10")
 MODELS = ("cnn1d", "simplecnn")
@@ -93,6 +94,10 @@ PROFILES = {
                    batch_epochs=(), probes_per_epoch=1, early_probes=4, hessian_examples=2250, hessian_k=5,
                    hessian_tol=1e-3, cov_examples=1000, eos_examples=1000, eos_lr=0.02, eos_steps=3000,
                    eos_probe_every=25, checkpoints=True, workers=1),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence
+    "smoke": Config(seeds=2, num_samples=600, lrs=(0.05, 0.2), batch_sizes=(16, 64), batch_epochs=((64, 3),), epochs=2,
+                    early_probes=2, hessian_examples=100, cov_examples=32, eos_examples=64, eos_steps=20,
+                    eos_probe_every=5, alpha_epochs=1.0),
 }
 
 

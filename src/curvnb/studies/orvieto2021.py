@@ -30,7 +30,8 @@ from curvnb.init_stats import (CHAIN_LOG_MEAN, balanced_escape_theory, chain_des
 from curvnb.stats import bootstrap_interval, clopper_pearson, median_ratio
 
 TITLE = "Vanishing curvature at initialisation"
-COST = {"quick": "≈1–2 min on 2 CPU cores", "full": "≈20 min (CPU or GPU; Fashion-MNIST from data/fashion-mnist)"}
+COST = {"quick": "≈1–2 min on 2 CPU cores", "full": "≈20 min (CPU or GPU; Fashion-MNIST from data/fashion-mnist)",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 LN10 = math.log(10.0)
 #: Seeds of chapter seed k are k·SEED_STRIDE + i: independent sets for different chapter seeds.
 SEED_STRIDE = 100_000
@@ -92,6 +93,12 @@ PROFILES = {
                    hessian_depths=(8, 16, 32, 64, 128), rescale_seeds=1000, dataset="fashion-mnist", train_size=10_000,
                    train_steps=3000, sgd_lrs=(0.01, 0.03, 0.1, 0.3, 1.0), adam_lrs=(3e-4, 1e-3, 3e-3), mlp_seeds=10,
                    arch_depths=(8, 16, 32, 64, 128), arch_seeds=100, arch_examples=2000),
+    # tiny: every code path in seconds (tests); its verdicts are no evidence (and its seed counts are
+    # below what the claims ask)
+    "smoke": Config(chain_samples=2000, grad_seeds=6, hessian_seeds=3, hessian_depths=(8, 16), spectrum_depths=(4,),
+                    balanced_w0=(0.5,), gd_lr_grid=(0.1,), adam_lr_grid=(0.01,), escape_steps=300, rescale_seeds=8,
+                    rescale_steps=200, train_size=256, mlp_depth=8, train_steps=20, sgd_lrs=(0.03, 0.1), mlp_seeds=3,
+                    arch_depths=(8,), arch_seeds=4, arch_examples=128),
 }
 
 #: Architectures of F5 (keyword arguments of ``deep_mlp``); "BN" (BatchNorm alone) is only measured at init.

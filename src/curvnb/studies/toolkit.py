@@ -31,7 +31,8 @@ from curvnb.figures import panels
 from curvnb.stats import bootstrap_interval, clopper_pearson
 
 TITLE = "Measuring curvature"
-COST = {"quick": "≈30 s on 2 CPU cores", "full": "a few minutes on one GPU or CPU"}
+COST = {"quick": "≈30 s on 2 CPU cores", "full": "a few minutes on one GPU or CPU",
+        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
 DT = torch.float64
 
 
@@ -54,7 +55,10 @@ class Config:
 
 
 PROFILES = {"quick": Config(), "full": Config(hidden=48, num_train=1500, slq_runs=20, slq_steps=100,
-                                              hutchinson_samples=1000, num_cov=512, num_ntk=48, probe_seeds=100)}
+                                              hutchinson_samples=1000, num_cov=512, num_ntk=48, probe_seeds=100),
+            # tiny: every code path in seconds (tests); its verdicts are no evidence
+            "smoke": Config(hidden=4, num_train=64, batch_size=32, train_steps=5, ritz_steps=20, slq_runs=2,
+                            slq_steps=20, hutchinson_samples=20, num_cov=8, num_ntk=4, probe_seeds=3)}
 
 # Pre-registered thresholds of the randomised checks (fixed before the multi-seed runs).
 SLQ_W1_MAX = 0.02          # median over seeds of W1(SLQ, exact) / spectral width
