@@ -139,3 +139,40 @@ def test_frame_grid_stops_when_sliders_cannot_shrink():
     with pytest.raises(ValueError, match="static_values"):
         frame_grid(view.controls, max_frames=40)
     assert len(frame_grid(view.controls, max_frames=72)[2].values) == 8
+
+
+def test_smoke_axes_keep_the_default_and_one_more_value_per_control():
+    """The smoke profile's static view: 2**k frames, every control still movable, defaults kept."""
+    from curvnb.widgets import Axis, combinations, dropped_note, frame_grid, smoke_axes
+
+    view = SliderFigure(intro.draw_interactive, step_ratio=(0.1, 1.2, 0.01, 0.9),
+                        condition=(2.0, 1000.0, 1.0, 100.0), steps=(50, 1000, 50, 200))
+    full = frame_grid(view.controls, values={"step_ratio": [0.5, 0.9, 1.1], "condition": [10.0, 100.0, 1000.0],
+                                             "steps": [200, 1000]})
+    smoke = smoke_axes(full)
+    assert [a.values for a in smoke] == [(0.9, 1.1), (100.0, 1000.0), (200, 1000)]
+    assert [a.values[a.default_index] for a in smoke] == [0.9, 100.0, 200]
+    assert len(combinations(smoke)) == 8 and "2 of the 111 values of step_ratio" in dropped_note(smoke)
+    last = Axis("k", ("a", "b", "c"), 2, False, 3)        # a default at the end keeps the first value
+    assert smoke_axes([last]) == [Axis("k", ("a", "c"), 1, False, 3)]
+    one = Axis("n", (4,), 0, True, 1)
+    assert smoke_axes([one]) == [one]
+
+
+def test_a_smoke_chapter_draws_the_smoke_view(tmp_path, monkeypatch):
+    """SliderFigure.show inside a chapter run in the smoke profile saves 2**k frames."""
+    import json
+
+    from curvnb.chapter import Chapter
+
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
+    calls = []
+    Chapter("intro", profile="smoke", device="cpu", verbose=False)
+    try:
+        SliderFigure(_counting_draw(calls), a=(0.0, 1.0, 0.25, 0.5), kind=["x", "y", "z"]).show()
+    finally:
+        Chapter.current = None
+    manifest = json.loads((tmp_path / "figures" / "intro" / "frames" / "draw" / "manifest.json").read_text())
+    assert [values for _, values, _ in manifest["axes"]] == [["0.5", "1.0"], ["'x'", "'z'"]]
+    assert len(manifest["files"]) == 4 and sorted(calls)[-1] == (1.0, "z")
+    plt.close("all")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from curvnb.claims import scorecard_markdown
-from curvnb.config import DEVICES, PROFILES
+from curvnb.config import DEVICES, PROFILES, SMOKE_NOTE
 from curvnb.paths import book_dir, build_dir, project_root
 
 CHAPTER_FILE = re.compile(r"^(?:\d+_)?(?P<id>[a-z][a-z0-9_]*)\.ipynb$")
@@ -171,6 +171,22 @@ def validate_run(profile: str, device: str, seed: object) -> None:
     resolve_device(device)   # "cuda" without a GPU fails here, not inside the kernel
 
 
+EXECUTION_LOG = "CURVNB_EXECUTION_LOG"
+
+
+def _log_execution(chapter: str, profile: str, device: str, seed: int) -> None:
+    """Append one JSON line per chapter execution to ``$CURVNB_EXECUTION_LOG`` when it is set (the
+    test suite uses it to catch a (chapter, profile, seed) executed twice in one session)."""
+    import os
+
+    path = os.environ.get(EXECUTION_LOG)
+    if path:
+        line = json.dumps({"chapter": chapter, "profile": profile, "device": device, "seed": seed,
+                           "pid": os.getpid()})
+        with open(path, "a") as f:   # one short append per line: concurrent writers do not interleave
+            f.write(line + "\n")
+
+
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
                  seed: int = 0, progress: bool = True) -> dict[str, float]:
     """Execute chapters with papermill; returns seconds per chapter.
@@ -191,6 +207,7 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
         print(f"[{i}/{len(selected)}] {chapter.id} ({profile}, {device}, seed {seed}) ...", flush=True)
         start, started_at = time.perf_counter(), time.time()
         tmp = out.with_suffix(".running.ipynb")
+        _log_execution(chapter.id, profile, device, seed)
         try:
             pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
                                 cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
@@ -274,9 +291,15 @@ def stale_warning(failure: dict) -> str:
             "claims on the scorecard, come from an earlier run.")
 
 
+def executed_profile(nb: dict) -> str | None:
+    """The profile an executed notebook ran with (papermill records its parameters), else ``None``."""
+    return nb.get("metadata", {}).get("papermill", {}).get("parameters", {}).get("profile")
+
+
 def _stage_notebook(src: Path, dst: Path, failure: dict | None = None) -> None:
-    """Copy an executed chapter for the HTML build, removing its plumbing cells (tag ``remove-cell``)
-    and, when its latest run failed, opening it with a warning that the page shows an older run."""
+    """Copy an executed chapter for the HTML build, removing its plumbing cells (tag ``remove-cell``),
+    opening it with a note when it ran in the smoke profile (a test run, never evidence) and with a
+    warning when its latest run failed (the page shows an older run)."""
     nb = json.loads(src.read_text())
     # The ipywidgets state would make the page load the widget manager from a CDN; the book's
     # slider views are the precomputed ones, which need neither a kernel nor the network.
@@ -296,6 +319,10 @@ def _stage_notebook(src: Path, dst: Path, failure: dict | None = None) -> None:
         warning = {"cell_type": "markdown", "metadata": {}, "id": "curvnb-stale",
                    "source": f":::{{warning}}\n**Stale results.** {stale_warning(failure)}\n:::"}
         nb["cells"].insert(1, warning)
+    if executed_profile(nb) == "smoke":
+        note = {"cell_type": "markdown", "metadata": {}, "id": "curvnb-smoke",
+                "source": f":::{{note}}\n{SMOKE_NOTE}\n:::"}
+        nb["cells"].insert(1, note)
     for cell in nb["cells"]:
         if _is_plumbing(cell):
             tags = cell.setdefault("metadata", {}).setdefault("tags", [])

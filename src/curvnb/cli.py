@@ -17,7 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the chapters and what each profile costs")
     run = sub.add_parser("run", help="execute chapters with papermill into _build/executed/")
     run.add_argument("chapters", nargs="*", help="chapter ids (default: all)")
-    run.add_argument("--profile", choices=PROFILES, default="quick")
+    run.add_argument("--profile", choices=PROFILES, default="quick",
+                     help="quick (default: minutes on a CPU), full (paper scale, for a GPU) or smoke "
+                          "(the tests' run: tiny sizes, seconds, no evidence)")
     run.add_argument("--device", choices=DEVICES, default="auto")
     run.add_argument("--seed", type=int, default=0)
     build = sub.add_parser("build", help="build the HTML book from the executed chapters")
@@ -33,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="the seeds to run")
     seeds.add_argument("--num-seeds", type=int, metavar="N", help="run seeds 0 … N-1 (default: 3)")
     sweep.add_argument("--profile", choices=PROFILES, action="append",
-                       help="quick (default) or full; repeat it for both")
+                       help="quick (default), full, or smoke (a test run: tiny sizes, no evidence); "
+                            "repeat it for several")
     sweep.add_argument("--device", choices=DEVICES, default="auto")
     sweep.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: a process pool on this machine; ray: a local Ray cluster, or --address")

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curvnb.claims import KINDS, VERDICTS, format_value
+from curvnb.config import SMOKE_NOTE
 
 PAGE = "seed_robustness"   # book/seed_robustness.md in the staged book
 TITLE = "Seed robustness"
@@ -130,6 +131,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
         grouped[task.profile][task.chapter].append((task.seed, run, records))
     for profile in sorted(grouped, key=lambda p: (p != "quick", p)):
         lines += [f"## {profile.capitalize()} profile", ""]
+        if profile == "smoke":
+            lines += [SMOKE_NOTE, ""]
         for chapter in sorted(grouped[profile], key=lambda c: (order.get(c, len(order)), c)):
             runs = sorted(grouped[profile][chapter], key=lambda item: item[0])
             title = titles.get(chapter, chapter)

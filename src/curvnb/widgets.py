@@ -7,7 +7,8 @@ displays the default figure and ipywidgets controls that redraw it in place.
 For the published book, where no kernel runs, ``show()`` also draws every combination of the
 controls' values with the same ``draw`` (or a bounded subset: :func:`frame_grid` keeps at most
 ``max_values`` values per slider, always with its ends and default, and at most ``max_frames``
-frames, and the view says what it dropped), saves the frames as WebP under
+frames, and the view says what it dropped; a chapter run in the smoke profile, the tests' run,
+keeps two values per control: :func:`smoke_axes`), saves the frames as WebP under
 ``_build/figures/<chapter>/frames/<view>/`` and emits an HTML block of real controls (range
 inputs for ordered values, selects for categories) with a small script that shows the frame of
 the current combination. ``curvnb build`` copies the frames into the site and keeps that block
@@ -135,6 +136,22 @@ def frame_grid(controls: dict[str, Any], max_values: int = 7, max_frames: int = 
             continue
         axes[axes.index(big)] = Axis(big.name, tuple(kept), index, True, big.available)
     return axes
+
+
+def smoke_axes(axes: Sequence[Axis]) -> list[Axis]:
+    """Each axis cut to its default and one other value (its last, or its first when the default is
+    the last): the smoke profile's view, which draws every frame code path and moves every control
+    in 2**k frames instead of up to ``max_frames``."""
+    out = []
+    for a in axes:
+        if len(a.values) <= 2:
+            out.append(a)
+            continue
+        other = len(a.values) - 1 if a.default_index != len(a.values) - 1 else 0
+        keep = sorted({a.default_index, other})
+        out.append(Axis(a.name, tuple(a.values[i] for i in keep), keep.index(a.default_index), a.ordered,
+                        a.available))
+    return out
 
 
 def combinations(axes: Sequence[Axis]) -> list[tuple[int, ...]]:
@@ -271,17 +288,21 @@ class SliderFigure:
             self._handle.update(figure_image(fig))
         plt.close(fig)
 
-    def axes(self) -> list[Axis]:
-        return frame_grid(self.controls, self.max_values, self.max_frames, self.static_values)
+    def axes(self, smoke: bool = False) -> list[Axis]:
+        """The static view's axes; ``smoke``: the smoke profile's 2**k-frame cut (:func:`smoke_axes`)."""
+        axes = frame_grid(self.controls, self.max_values, self.max_frames, self.static_values)
+        return smoke_axes(axes) if smoke else axes
 
-    def static_view(self, folder: Path, frames_url: str, view_id: str, reuse_key: str | None = None) -> str:
-        """Draw (or reuse) the frames into ``folder`` and return the static HTML block.
+    def static_view(self, folder: Path, frames_url: str, view_id: str, reuse_key: str | None = None,
+                    smoke: bool = False) -> str:
+        """Draw (or reuse) the frames into ``folder`` and return the static HTML block (``smoke``: the
+        smoke profile's few frames).
 
         Frames are reused when ``folder/manifest.json`` carries the same ``reuse_key`` and the curvnb
         sources it was drawn with are unchanged."""
         from curvnb.chapter import loaded_sources, sources_unchanged
 
-        axes = self.axes()
+        axes = self.axes(smoke)
         manifest = folder / "manifest.json"
         spec = [[a.name, [repr(v) for v in a.values], a.default_index] for a in axes]
         files = None
@@ -320,7 +341,8 @@ class SliderFigure:
             name = chapter.next_view_name(_view_name(self.draw))
             bundle["text/html"] = self.static_view(
                 chapter.figure_dir / "frames" / name, f"{FRAMES_URL}/{chapter.name}/{name}",
-                view_id=f"curvnb-{chapter.name}-{name}", reuse_key=chapter.reuse_key(f"frames/{name}"))
+                view_id=f"curvnb-{chapter.name}-{name}", reuse_key=chapter.reuse_key(f"frames/{name}"),
+                smoke=chapter.profile == "smoke")
         display(bundle, raw=True)
         for c in self.controls.values():
             c.observe(self._redraw, names="value")
