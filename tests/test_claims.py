@@ -42,7 +42,8 @@ def test_scorecard_aggregates_chapters(tmp_path):
     write_claims(tmp_path / "two.json", [Claim("c", "third", 0.1, "< 1", True)], "full")
     md = scorecard_markdown(tmp_path, {"one": "Chapter One"}, {"one": "01_one"})
     # paper claims and self-checks are counted separately
-    assert "**2 of 3 paper claims reproduced** across 2 chapters; 1 of 1 self-checks hold." in md
+    assert "Across 2 chapters: **2 of 3 paper claims reproduced**, 1 not reproduced; 1 of 1 self-checks hold." in md
+    assert "the quick profile on cpu, chapter seed 0" in md
     assert '<a href="01_one.html">Chapter One</a>' in md and "<td style" in md
     assert "2 of 3 paper claims" in md and "1 of 1" in md
     assert "second &lt; with markup" in md and "Source: Fig. 1" in md
@@ -67,7 +68,7 @@ def test_scorecard_groups_findings_apart(tmp_path):
     # paper claims stay with their chapter; every finding sits in the findings group, once
     assert md.index(">reproduced</span>") < group
     assert group < md.index("lazy K-FAC") and group < md.index("a finding")
-    assert md.count("curvnb-verdict") == 3 and "1 of 2 findings answered yes" in md
+    assert md.count("curvnb-verdict") == 3 and "1 of 2 findings answered yes, 1 no" in md
     assert "\n## Atlas" not in md and "### Atlas" in md and "### Chapter One" in md
 
 
@@ -76,7 +77,7 @@ def test_measured_values_formatted_for_readers():
     assert format_value({"max_step": 12.3456, "ok": True}) == "max step: 12.3; ok: true"
     assert format_value(list(range(10))) == "10 values in [0, 9]"
     html = claims_table_html([Claim("x", "s", {"ratio": 2.0}, "> 1", True, seeds=5, interval=(1.2, 3.4)).record("q")])
-    assert "ratio: 2" in html and "95 % interval [1.2, 3.4] over 5 seeds" in html
+    assert "ratio: 2" in html and "95 % interval [1.2, 3.4] over 5 seeds" in html and "<details>" in html
 
 
 def test_scorecard_without_runs(tmp_path):
@@ -95,7 +96,7 @@ def test_claim_statistics_fields(tmp_path):
     run = {"chapter": "x", "seed": 0}
     records = write_claims(tmp_path / "x.json", [stat, check], "quick", run=run)
     data = json.loads((tmp_path / "x.json").read_text())
-    assert data["format"] == 2 and data["run"] == run and data["claims"] == records
+    assert data["format"] == 3 and data["run"] == run and data["claims"] == records
     assert records[0]["interval"] == [1.5, 2.5] and records[0]["seeds"] == 5 and records[0]["kind"] == "paper"
     assert records[1]["kind"] == "check" and records[1]["interval"] is None and records[1]["seeds"] == 1
     assert "95 % interval [1.5, 2.5] over 5 seeds" in claims_table_html(records)
@@ -112,3 +113,4 @@ def test_format_1_files_still_read(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     (record,) = read_claims(tmp_path / "old.json")
     assert record["kind"] == "paper" and record["seeds"] == 1 and record["interval"] is None
+    assert record["rule"] == "legacy" and record["verdict"] == "reproduced"
