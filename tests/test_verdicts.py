@@ -138,7 +138,8 @@ def test_report_layer(tmp_path):
     kinds = {"paper": None, "check": None, "finding": None}
     values = {"reproduced": np.linspace(1.5, 2.5, 8), "not reproduced": np.linspace(0.1, 0.5, 8),
               "inconclusive": np.linspace(0.6, 1.6, 8)}
-    results = [evaluate(spec(id=f"{k}-{v}", kind=k), x) for k in kinds for v, x in values.items()]
+    results = [evaluate(spec(id=f"{k}-{v}", kind=k, changed="rule-x" if k == "check" else ""), x)
+               for k in kinds for v, x in values.items()]
     records = write_claims(tmp_path / "ch.json", results, "quick")
     words = [verdict(r) for r in records]
     assert words == ["reproduced", "not reproduced", "inconclusive", "holds", "fails", "inconclusive",
@@ -147,6 +148,7 @@ def test_report_layer(tmp_path):
     assert all(c in table for c in COLOURS.values()) and "dashed" in table      # three distinct badges
     assert "<details>" in table and "{'" not in table and "[1.5, 1.64" not in table  # no raw lists
     assert "exact order statistics" in table and "would decide it" in table
+    assert table.count('href="changes.html#rule-x"') == 3
     assert not any(ord(ch) > 0x2FFF for ch in table)                              # no emoji
     text = what_we_found(records)
     assert text.startswith("1 of 3 paper claims reproduced, 1 not reproduced, 1 inconclusive; "

@@ -69,7 +69,8 @@ class ClaimSpec:
     ``unit``: what one independent unit is (seed, network, run); ``physical_unit``: the value's
     unit (nats, accuracy points; empty when dimensionless). ``quantity``: the estimate in words
     for the table. ``function``/``design``: a custom statistic (``statistic="custom"``), vectorised
-    over the last axis, always bootstrapped."""
+    over the last axis, always bootstrapped. ``changed``: the claim's anchor on the book's Changes
+    page (``changes.html#<anchor>``) when its rule changed after a first run."""
 
     id: str
     statement: str
@@ -85,6 +86,7 @@ class ClaimSpec:
     method: str | None = None
     function: Callable[..., Any] | None = field(default=None, compare=False)
     design: str | None = None
+    changed: str = ""   # anchor on the book's Changes page when this claim's rule changed ("" otherwise)
 
     def __post_init__(self) -> None:
         bad = lambda msg: ValueError(f"claim {self.id!r}: {msg}")  # noqa: E731
@@ -186,7 +188,7 @@ class Result:
                 "direction": s.direction, "threshold_value": float(s.threshold), "delta": s.delta,
                 "side": self.side, "direction_found": self.direction_found,
                 "units_to_decide": self.units_to_decide, "reason": self.reason,
-                "values": _plain(self.values), "detail": _plain(self.detail)}
+                "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed}
 
 
 def threshold_text(spec: ClaimSpec) -> str:

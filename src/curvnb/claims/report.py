@@ -20,6 +20,7 @@ KIND_NAMES = {"paper": "paper claims", "check": "self-checks", "finding": "findi
 # Okabe–Ito blue and vermillion, and a grey; the badge's text says the verdict without colour too.
 COLOURS = {"reproduced": "#0072B2", "not reproduced": "#D55E00", "inconclusive": "#5f5f5f"}
 SMOKE_NOTE = "smoke test run — not evidence"
+CHANGES_PAGE = "changes"   # the book's Changes appendix page (book/changes.md)
 METHOD_WORDS = {"order-statistic": "exact order statistics", "student-t": "Student t", "welch": "Welch t",
                 "clopper-pearson": "exact binomial", "bootstrap": "bootstrap", "deterministic": "deterministic"}
 _MUTED = 'style="color:#555;font-size:0.9em"'
@@ -170,6 +171,9 @@ def claims_table_html(records: Iterable[dict[str, Any]]) -> str:
         source = f'<br><span {_MUTED}>Source: {html.escape(r["source"])}</span>' if r.get("source") else ""
         kind = {"check": " (self-check)", "finding": " (finding)"}.get(r.get("kind", "paper"), "")
         claim = f"<b>{html.escape(str(r['id']))}</b>{kind}: {html.escape(str(r['statement']))}{source}"
+        if r.get("changed"):
+            claim += (f'<br><span {_MUTED}>This claim\'s rule changed after a first run: see '
+                      f'<a href="{CHANGES_PAGE}.html#{html.escape(r["changed"])}">Changes</a>.</span>')
         v = record_verdict(r)
         cells = (claim, _measured_html(r), html.escape(str(r["threshold"])), verdict_badge(r))
         rows.append(f'<tr class="curvnb-{"pass" if v == "reproduced" else "fail" if v == "not reproduced" else "open"}">'
