@@ -162,3 +162,16 @@ def test_report_layer(tmp_path):
     write_claims(tmp_path / "ch.json", results[:1], "smoke")
     smoke = scorecard_markdown(tmp_path)
     assert SMOKE_NOTE in claims_table_html(read_claims_file(tmp_path / "ch.json")[1]) and SMOKE_NOTE in smoke
+
+
+def test_custom_statistic_is_bootstrapped():
+    iqr = lambda x: np.subtract(*np.quantile(x, [0.75, 0.25], axis=-1))  # noqa: E731
+    s = spec("custom", "greater", 0.5, function=iqr, design="one-sample")
+    assert s.min_units() == 8 and s.interval_method == "bootstrap"
+    x = np.linspace(0.0, 4.0, 12)
+    r = evaluate(s, x, seed=5)
+    assert r.estimate == pytest.approx(2.0) and r.verdict == "reproduced"
+    assert r.interval == evaluate(s, x, seed=5).interval
+    with pytest.raises(ValueError, match="function"):
+        spec("custom", "greater", 0.5)
+    assert what_we_found([]) == ""

@@ -219,6 +219,8 @@ def by_verdict(record: dict[str, Any], reproduced: str, not_reproduced: str, inc
 def what_we_found(records: list[dict[str, Any]]) -> str:
     """A generated paragraph (markdown): counts per kind, then one sentence per claim that did not
     reproduce or is inconclusive, with its value, interval and what would decide it."""
+    if not records:
+        return ""
     lines = ["; ".join(s for s in (count_sentence(records, k) for k in KINDS) if s) + "."]
     for r in records:
         v = record_verdict(r)
@@ -234,12 +236,12 @@ def what_we_found(records: list[dict[str, Any]]) -> str:
 
 
 def _cell(records: list[dict[str, Any]], kind: str) -> str:
+    """One line per verdict that occurs ("2 reproduced", "1 inconclusive"): narrow enough for a phone."""
     c = counts(records, kind)
     if not sum(c.values()):
         return "–"
-    words = VERDICTS[kind]
-    return " · ".join(f'<span style="color:{COLOURS[v]};white-space:nowrap">{c[v]} {w}</span>'
-                      for v, w in zip(VERDICT_VALUES, words))
+    return "<br>".join(f'<span style="color:{COLOURS[v]}">{c[v]} {w}</span>'
+                       for v, w in zip(VERDICT_VALUES, VERDICTS[kind]) if c[v])
 
 
 def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None = None,
@@ -277,16 +279,17 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
         head, sep, tail = parts[0].partition(" paper claims reproduced")
         parts[0] = f"**{head}{sep}**{tail}"
     lines += [f"Across {len(per_chapter)} chapters: " + "; ".join(p for p in parts if p) + ".", ""]
-    head = "".join(f'<th style="{_CELL_STYLE}">{h}</th>' for h in ("chapter", "profile", "paper claims",
-                                                                   "self-checks", "findings"))
+    head = "".join(f'<th style="{_CELL_STYLE}">{h}</th>' for h in ("chapter", "paper claims", "self-checks",
+                                                                   "findings"))
     rows = []
     for name, run, records in per_chapter:
         title = html.escape(chapter_titles.get(name, name))
         link = f'<a href="{chapter_pages[name]}.html">{title}</a>' if name in chapter_pages else title
         if name in warnings:
             link += ' <b style="color:#D55E00">(stale: latest run failed)</b>'
-        profiles = ", ".join(sorted({r["profile"] for r in records})) or "–"
-        cells = (link, profiles, *(_cell(records, k) for k in KINDS))
+        profiles = ", ".join(sorted({r["profile"] for r in records}))
+        link += f"<br><span {_MUTED}>{html.escape(profiles)} profile</span>" if profiles else ""
+        cells = (link, *(_cell(records, k) for k in KINDS))
         rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
     lines += [f'<table class="curvnb-scorecard" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
               f"<tbody>{''.join(rows)}</tbody></table>", ""]
