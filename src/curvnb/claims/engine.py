@@ -243,27 +243,25 @@ def evaluate(spec: ClaimSpec, *data: Any, seed: int | None = None, detail: dict[
     n = min(a.size for a in arrays)
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = float(st.estimator(*per_unit))
-    if method == "bootstrap":
-        if seed is None:
-            raise ValueError(f"claim {spec.id!r}: a bootstrap interval needs seed= (the chapter's 'bootstrap' stream)")
-        lo, hi = stats.bootstrap(arrays, st.estimator if st.per_unit is None else
-                                 (lambda *g: st.estimator(st.per_unit(*g))),
-                                 seed=seed, paired=st.design == "paired")
-    elif method == "order-statistic":
-        lo, hi = stats.quantile_interval(per_unit[0])
-    elif method == "student-t":
-        lo, hi = stats.t_interval(per_unit[0]) if n >= 2 else stats.UNBOUNDED
-    elif method == "welch":
-        lo, hi = stats.welch_interval(*arrays) if n >= 2 else stats.UNBOUNDED
-    else:   # clopper-pearson
-        lo, hi = stats.clopper_pearson(int(arrays[0].sum()), n)
-    need = spec.min_units()
-    reason = ""
+    need, reason = spec.min_units(), ""
+    if method == "bootstrap" and seed is None:
+        raise ValueError(f"claim {spec.id!r}: a bootstrap interval needs seed= (the chapter's 'bootstrap' stream)")
     if n < need:
         lo, hi = stats.UNBOUNDED
         reason = (f"{n} {_plural(spec.unit, n)} are too few for a 95 % {method} interval "
                   f"(it needs at least {need}): inconclusive by construction")
-    elif not (math.isfinite(lo) and math.isfinite(hi)):
+    elif method == "bootstrap":
+        statistic = st.estimator if st.per_unit is None else (lambda *g: st.estimator(st.per_unit(*g)))
+        lo, hi = stats.bootstrap(arrays, statistic, seed=seed, paired=st.design == "paired")
+    elif method == "order-statistic":
+        lo, hi = stats.quantile_interval(per_unit[0])
+    elif method == "student-t":
+        lo, hi = stats.t_interval(per_unit[0])
+    elif method == "welch":
+        lo, hi = stats.welch_interval(*arrays)
+    else:   # clopper-pearson
+        lo, hi = stats.clopper_pearson(int(arrays[0].sum()), n)
+    if not reason and not (math.isfinite(lo) and math.isfinite(hi)):
         reason = "the interval is unbounded (e.g. a median of zero in a denominator)"
     verdict = decide(spec.direction, spec.threshold, spec.delta, lo, hi)
     interval = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
