@@ -175,3 +175,14 @@ def test_custom_statistic_is_bootstrapped():
     with pytest.raises(ValueError, match="function"):
         spec("custom", "greater", 0.5)
     assert what_we_found([]) == ""
+
+
+def test_a_record_re_decides_on_its_own_units():
+    """What pooling (issue 26) needs: spec and units from the record give the same result."""
+    s = spec("median_of_ratios", "less", 1.0, unit="network", physical_unit="", quantity="q", source="Fig. 1")
+    a, b = np.linspace(0.5, 1.2, 9), np.ones(9)
+    rec = evaluate(s, a, b).record("quick")
+    again = evaluate(ClaimSpec.from_record(rec), rec["values"]["a"], rec["values"]["b"]).record("quick")
+    assert again == rec and ClaimSpec.from_record(rec) == s
+    with pytest.raises(ValueError, match="engine records"):
+        ClaimSpec.from_record(Claim("x", "s", 1.0, "> 0", True).record("quick"))

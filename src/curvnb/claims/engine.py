@@ -114,6 +114,18 @@ class ClaimSpec:
                 and not 0 < self.threshold < 1:
             raise bad("a proportion's threshold lies in (0, 1)")
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "ClaimSpec":
+        """The spec an engine record was decided by (to re-decide pooled units; not ``custom``)."""
+        if record.get("rule") != "engine" or record.get("statistic") == "custom":
+            raise ValueError(f"claim {record.get('id')!r}: only engine records of a named statistic carry their spec")
+        return cls(id=record["id"], statement=record["statement"], statistic=record["statistic"],
+                   direction=record["direction"], threshold=record["threshold_value"], delta=record.get("delta"),
+                   kind=record["kind"], source=record.get("source", ""), unit=record["unit"],
+                   physical_unit=record.get("physical_unit", ""), quantity=record.get("quantity", ""),
+                   method=None if record["method"] == STATISTICS[record["statistic"]].method else record["method"],
+                   changed=record.get("changed", ""))
+
     @property
     def kind_of(self) -> Statistic:
         if self.statistic == "custom":
