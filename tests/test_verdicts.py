@@ -179,10 +179,19 @@ def test_custom_statistic_is_bootstrapped():
 
 def test_a_record_re_decides_on_its_own_units():
     """What pooling (issue 26) needs: spec and units from the record give the same result."""
-    s = spec("median_of_ratios", "less", 1.0, unit="network", physical_unit="", quantity="q", source="Fig. 1")
+    s = spec("median_of_ratios", "less", 1.0, unit="network", quantity="q", source="Fig. 1", labels=("GN", "Adam"))
     a, b = np.linspace(0.5, 1.2, 9), np.ones(9)
     rec = evaluate(s, a, b).record("quick")
     again = evaluate(ClaimSpec.from_record(rec), rec["values"]["a"], rec["values"]["b"]).record("quick")
     assert again == rec and ClaimSpec.from_record(rec) == s
     with pytest.raises(ValueError, match="engine records"):
         ClaimSpec.from_record(Claim("x", "s", 1.0, "> 0", True).record("quick"))
+
+
+def test_band_claims_say_where_the_estimate_lies():
+    s = spec("mean_of_differences", "two-sided", 0.0, delta=0.5, labels=("with", "without"))
+    a = np.array([90.1, 89.5, 90.3, 91.0, 90.2, 89.9])
+    rec = evaluate(s, a, np.array([90.0, 90.1, 89.8, 90.5, 90.6, 89.7])).record("quick")
+    assert rec["verdict"] == "inconclusive" and rec["side"] == "other"
+    assert "inside 0 ± 0.5, the interval crosses its edge" in claims_table_html([rec])
+    assert "with: 90.1, 89.5" in claims_table_html([rec])

@@ -70,7 +70,8 @@ class ClaimSpec:
     unit (nats, accuracy points; empty when dimensionless). ``quantity``: the estimate in words
     for the table. ``function``/``design``: a custom statistic (``statistic="custom"``), vectorised
     over the last axis, always bootstrapped. ``changed``: the claim's anchor on the book's Changes
-    page (``changes.html#<anchor>``) when its rule changed after a first run."""
+    page (``changes.html#<anchor>``) when its rule changed after a first run. ``labels``: the
+    groups' names (``("GN", "Adam")``) shown with the per-unit values."""
 
     id: str
     statement: str
@@ -87,6 +88,7 @@ class ClaimSpec:
     function: Callable[..., Any] | None = field(default=None, compare=False)
     design: str | None = None
     changed: str = ""   # anchor on the book's Changes page when this claim's rule changed ("" otherwise)
+    labels: tuple[str, ...] = ()   # names of the groups a, b for readers ("GN", "Adam")
 
     def __post_init__(self) -> None:
         bad = lambda msg: ValueError(f"claim {self.id!r}: {msg}")  # noqa: E731
@@ -124,7 +126,7 @@ class ClaimSpec:
                    kind=record["kind"], source=record.get("source", ""), unit=record["unit"],
                    physical_unit=record.get("physical_unit", ""), quantity=record.get("quantity", ""),
                    method=None if record["method"] == STATISTICS[record["statistic"]].method else record["method"],
-                   changed=record.get("changed", ""))
+                   changed=record.get("changed", ""), labels=tuple(record.get("labels") or ()))
 
     @property
     def kind_of(self) -> Statistic:
@@ -200,7 +202,8 @@ class Result:
                 "direction": s.direction, "threshold_value": float(s.threshold), "delta": s.delta,
                 "side": self.side, "direction_found": self.direction_found,
                 "units_to_decide": self.units_to_decide, "reason": self.reason,
-                "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed}
+                "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed,
+                "labels": list(s.labels)}
 
 
 def threshold_text(spec: ClaimSpec) -> str:

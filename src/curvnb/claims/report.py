@@ -122,19 +122,27 @@ def decision_note(record: dict[str, Any]) -> str:
         found = record.get("direction_found")
         return f"effect found: {'above' if found == 'greater' else 'below'} {_number(record['threshold_value'])}" \
             if found and record.get("direction") == "two-sided" and record_verdict(record) == "reproduced" else ""
-    side = {"claimed": "on the claimed side", "other": "on the other side", "on": "on the threshold"}[record["side"]]
+    t, delta = _short(record["threshold_value"]), record.get("delta")
+    if delta is None:
+        side = {"claimed": "on the claimed side", "other": "on the other side", "on": "on the threshold"}
+        where = f"the estimate lies {side[record['side']]}, the interval contains the threshold {t}"
+    else:
+        inside = (record["side"] == "other") == (record["direction"] == "two-sided")
+        where = (f"the estimate lies {'inside' if inside else 'outside'} {t} ± {_short(delta)}, "
+                 "the interval crosses its edge")
     need = record.get("units_to_decide")
     more = f"; about {_units(record, need)} would decide it at this spread" if need else ""
-    return f"the estimate lies {side}, the interval contains the threshold{more}"
+    return where + more
 
 
 def _per_unit_html(record: dict[str, Any]) -> str:
     """Per-unit values and any extra detail, folded in a <details> element."""
     parts = []
     values = record.get("values") or {}
+    labels = list(record.get("labels") or ()) + ["group a", "group b"][len(record.get("labels") or ()):]
     for key in ("x", "a", "b"):
         if isinstance(values.get(key), list) and len(values[key]) > 1:
-            name = {"x": "per " + (record.get("unit") or "unit"), "a": "group a", "b": "group b"}[key]
+            name = {"x": "per " + (record.get("unit") or "unit"), "a": labels[0], "b": labels[1]}[key]
             parts.append(f"{name}: " + ", ".join(format_value(v) for v in values[key]))
     detail = record.get("detail") or (record["measured"] if record.get("rule") != "engine"
                                       and isinstance(record["measured"], (dict, list)) else {})
