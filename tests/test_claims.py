@@ -46,7 +46,8 @@ def test_scorecard_aggregates_chapters(tmp_path):
     assert "the quick profile on cpu, chapter seed 0" in md
     assert '<a href="01_one.html">Chapter One</a>' in md and "<td style" in md
     assert "2 of 3 paper claims" in md and "1 of 1" in md
-    assert "second &lt; with markup" in md and "Source: Fig. 1" in md
+    assert "second &lt; with markup" in md and 'href="01_one.html#claim-b"' in md   # one row per claim
+    assert 'id="claim-b"' in claims_table_html(read_claims(tmp_path / "one.json"))   # the row it links to
     assert md.count(">not reproduced</span>") == 1 and md.count(">reproduced</span>") == 2
     assert md.count(">holds</span>") == 1
     assert "✅" not in md and "❌" not in md          # no emoji font needed

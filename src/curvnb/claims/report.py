@@ -171,6 +171,31 @@ _CELL_STYLE = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;t
 _COLUMNS = (("claim", "40%"), ("measured", "30%"), ("rule", "13%"), ("result", "17%"))
 
 
+def anchor(record: dict[str, Any]) -> str:
+    """The HTML id of a claim's row in its chapter's table (the scorecard links to it)."""
+    return "claim-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in str(record["id"]))
+
+
+def scorecard_rows_html(records: Iterable[dict[str, Any]], page: str | None = None) -> str:
+    """The scorecard's compact table: one row per claim — its id (linked to its row in the chapter,
+    ``page``), statement, and the badge with the value and interval. Two columns: reads on a phone."""
+    rows = []
+    for r in records:
+        name = f"<b>{html.escape(str(r['id']))}</b>"
+        if page:
+            name = f'<a href="{page}.html#{anchor(r)}">{name}</a>'
+        kind = {"check": " (self-check)", "finding": " (finding)"}.get(r.get("kind", "paper"), "")
+        interval = format_interval(r)
+        long = r.get("rule") != "engine" and isinstance(r["measured"], (dict, list))   # detail: in the chapter
+        result = (verdict_badge(r) + ("" if long else f"<br>{html.escape(format_estimate(r))}")
+                  + (f"<br><span {_MUTED}>{html.escape(interval)}</span>" if interval else ""))
+        cells = (f"{name}{kind}: {html.escape(str(r['statement']))}", result)
+        rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
+    head = "".join(f'<th style="{_CELL_STYLE};width:{w}">{h}</th>' for h, w in (("claim", "58%"), ("result", "42%")))
+    return (f'<table class="curvnb-claims curvnb-scorecard-claims" style="{_TABLE_STYLE}"><thead><tr>{head}</tr>'
+            f"</thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def claims_table_html(records: Iterable[dict[str, Any]]) -> str:
     """The claims table: one row per claim — statement and source, formatted value with interval,
     units and folded per-unit detail, the rule, a verdict badge. Wraps, never scrolls sideways."""
@@ -184,7 +209,7 @@ def claims_table_html(records: Iterable[dict[str, Any]]) -> str:
                       f'<a href="{CHANGES_PAGE}.html#{html.escape(r["changed"])}">Changes</a>.</span>')
         v = record_verdict(r)
         cells = (claim, _measured_html(r), html.escape(str(r["threshold"])), verdict_badge(r))
-        rows.append(f'<tr class="curvnb-{"pass" if v == "reproduced" else "fail" if v == "not reproduced" else "open"}">'
+        rows.append(f'<tr id="{anchor(r)}" class="curvnb-{"pass" if v == "reproduced" else "fail" if v == "not reproduced" else "open"}">'
                     + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
     head = "".join(f'<th style="{_CELL_STYLE};width:{w}">{h}</th>' for h, w in _COLUMNS)
     return (f'<table class="curvnb-claims" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
@@ -309,7 +334,7 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
         if run:
             out += [f"Run: {run.get('profile', '?')} profile, seed {run.get('seed', '?')}, "
                     f"{run.get('device', '?')}, torch {run.get('torch', '?')}, {run.get('date', '?')}.", ""]
-        return out + [claims_table_html(records), ""]
+        return out + [scorecard_rows_html(records, chapter_pages.get(name)), ""]
 
     for name, run, records in per_chapter:
         claimed = [r for r in records if r.get("kind", "paper") != "finding"]
