@@ -108,11 +108,13 @@ class ClaimSpec:
                 raise bad("a custom statistic needs function= and design= one-sample/paired/two-sample")
         elif self.statistic not in STATISTICS:
             raise bad(f"unknown statistic {self.statistic!r}; known: {sorted(STATISTICS)} or 'custom'")
-        if self.direction == "exact" and self.kind_of.design != "deterministic":
+        if self.direction == "exact" and self.definition.design != "deterministic":
             raise bad("'exact' is for deterministic values; use 'agreement' for a statistic")
-        if self.method is not None and self.method not in (self.kind_of.method, "bootstrap"):
+        object.__setattr__(self, "labels", tuple(self.labels))
+        allowed = (self.definition.method,) if self.definition.design == "deterministic" else (self.definition.method, "bootstrap")
+        if self.method is not None and self.method not in allowed:
             raise bad(f"method {self.method!r} does not fit statistic {self.statistic!r}")
-        if self.kind_of.method == "clopper-pearson" and self.direction in ("greater", "less") \
+        if self.definition.method == "clopper-pearson" and self.direction in ("greater", "less") \
                 and not 0 < self.threshold < 1:
             raise bad("a proportion's threshold lies in (0, 1)")
 
@@ -129,14 +131,15 @@ class ClaimSpec:
                    changed=record.get("changed", ""), labels=tuple(record.get("labels") or ()))
 
     @property
-    def kind_of(self) -> Statistic:
+    def definition(self) -> Statistic:
+        """How the statistic is computed (design, default interval method, estimator)."""
         if self.statistic == "custom":
             return Statistic(self.design, "bootstrap", self.function)
         return STATISTICS[self.statistic]
 
     @property
     def interval_method(self) -> str:
-        return self.method or self.kind_of.method
+        return self.method or self.definition.method
 
     def min_units(self) -> int:
         """Units (per group) the interval method needs before it can decide (from the method)."""
@@ -216,7 +219,7 @@ def threshold_text(spec: ClaimSpec) -> str:
 
 
 def _data(spec: ClaimSpec, data: tuple) -> tuple[list[np.ndarray], dict[str, Any]]:
-    design = spec.kind_of.design
+    design = spec.definition.design
     groups = 1 if design == "one-sample" else 2 if design in ("paired", "two-sample") else 1
     if spec.statistic == "custom" and design != "one-sample":
         groups = len(data)
@@ -241,7 +244,7 @@ def evaluate(spec: ClaimSpec, *data: Any, seed: int | None = None, detail: dict[
     the chapter's ``"bootstrap"`` stream) is required by bootstrap intervals. ``detail``: extra
     measured information shown folded in the table (never used for the verdict)."""
     detail = dict(detail or {})
-    if spec.kind_of.design == "deterministic":
+    if spec.definition.design == "deterministic":
         if len(data) != 1 or np.ndim(data[0]) != 0:
             raise ValueError(f"claim {spec.id!r}: a deterministic claim takes one number")
         v = float(data[0])
@@ -250,7 +253,7 @@ def evaluate(spec: ClaimSpec, *data: Any, seed: int | None = None, detail: dict[
         return Result(spec, v, None, verdict, 1, {"design": "deterministic", "x": [v]}, _side(spec, v),
                       _found(spec, v), None, "" if math.isfinite(v) else "the value is not finite", detail)
     arrays, values = _data(spec, data)
-    st, method = spec.kind_of, spec.interval_method
+    st, method = spec.definition, spec.interval_method
     with np.errstate(divide="ignore", invalid="ignore"):
         per_unit = [st.per_unit(*arrays)] if st.per_unit is not None else arrays
     if not np.all(np.isfinite(per_unit[0])):
