@@ -1,12 +1,7 @@
-"""Introduction: why curvature matters, shown on the smallest possible example.
-
-Gradient descent on a quadratic ``L(θ) = ½ θᵀ A θ`` moves each eigen-direction of ``A`` by the
-factor ``1 − η λ`` per step: it converges iff ``η < 2 / λ_max``, and the slowest direction
-decays like ``(1 − η λ_min)^{2k}`` in loss. Everything else in this book refines this picture.
+"""The report of the intro chapter: claims, figures, slider views and prose over the results
+of :mod:`curvnb.studies.intro.compute` (editing this module reuses every cached result).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,51 +9,7 @@ import torch
 
 from curvnb.claims import Claim
 from curvnb.figures import CONTENT_WIDTH_IN
-
-TITLE = "Introduction: curvature sets the step size"
-COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU",
-        "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
-
-
-@dataclass(frozen=True)
-class Config:
-    dim: int = 20
-    condition: float = 100.0
-    steps: int = 1000
-    step_ratios: tuple[float, ...] = (0.5, 0.9, 0.99, 1.01, 1.1)  # η in units of 2/λ_max
-
-
-PROFILES = {"quick": Config(), "full": Config(dim=500, condition=1e3, steps=3000),
-            "smoke": Config(dim=10, steps=300)}  # tiny: every code path in seconds (tests)
-
-
-def quadratic(dim: int, condition: float, seed: int, dtype=torch.float64) -> torch.Tensor:
-    """A random SPD matrix with eigenvalues log-spaced in ``[1, condition]``."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=dtype))
-    eig = torch.logspace(0, float(np.log10(condition)), dim, dtype=dtype)
-    return (q * eig) @ q.T
-
-
-def gd_losses(a: torch.Tensor, theta0: torch.Tensor, lr: float, steps: int) -> np.ndarray:
-    """Loss ``½ θᵀAθ`` along ``steps`` steps of gradient descent (loss at step 0 included)."""
-    theta, losses = theta0.clone(), []
-    for _ in range(steps + 1):
-        grad = a @ theta
-        losses.append(0.5 * float(theta @ grad))
-        theta = theta - lr * grad
-    return np.array(losses)
-
-
-def run(config: Config, *, device: torch.device, seed: int) -> dict:
-    a = quadratic(config.dim, config.condition, seed).to(device)
-    eig = torch.linalg.eigvalsh(a)
-    lam_max, lam_min = float(eig[-1]), float(eig[0])
-    theta0 = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed + 1),
-                         dtype=a.dtype).to(device)
-    curves = {r: gd_losses(a, theta0, r * 2 / lam_max, config.steps) for r in config.step_ratios}
-    return {"lambda_max": lam_max, "lambda_min": lam_min, "curves": curves,
-            "eigenvalues": eig.cpu().numpy()}
+from curvnb.studies.intro.compute import Config, gd_losses, quadratic
 
 
 LOSS_RANGE = (1e-12, 1e8)   # the plotted window: diverging runs leave it upwards, converged ones downwards
