@@ -94,7 +94,7 @@ def test_valid_callback_rejects_stale_entries(tmp_path):
 
 def test_chapter_results_are_recomputed_when_their_code_changes(tmp_path, monkeypatch):
     from curvnb import Chapter
-    from curvnb.chapter import loaded_sources
+    from curvnb.cache import compute_sources
 
     monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
     calls = []
@@ -108,9 +108,8 @@ def test_chapter_results_are_recomputed_when_their_code_changes(tmp_path, monkey
     assert ch.cached(compute, key="demo") == {"n": 1}  # cached
     (entry_path,) = (tmp_path / "cache" / "intro").glob("*.pkl")
     entry = read_entry(entry_path)
-    assert "studies/intro.py" in entry["sources"] and entry["sources"] == {
-        k: v for k, v in loaded_sources().items() if k in entry["sources"]}
-    entry["sources"]["studies/intro.py"] = "0" * 64  # as if intro.py had been edited since
+    assert entry["sources"] == compute_sources(compute) and "curvnb/cache.py" in entry["sources"]
+    entry["sources"]["curvnb/cache.py"] = "0" * 64  # as if cache.py (imported by this file) had been edited since
     write_entry(entry_path, entry)
     assert ch.cached(compute, key="demo") == {"n": 2}
     assert Chapter("intro", seed=1, verbose=False).cached(compute, key="demo") == {"n": 3}  # other key

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from curvnb.cache import DiskCache, cache_key
+from curvnb.cache import DiskCache, cache_key, compute_sources
 from curvnb.claims import Claim, claims_table_html, tally, write_claims
 from curvnb.config import resolve_device, seed_everything, select_profile
 from curvnb.figures import apply_style, figure_image, save_figure
@@ -29,7 +29,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def loaded_sources() -> dict[str, str]:
-    """SHA-256 of the source of every ``curvnb`` module loaded now (the code a result depended on)."""
+    """SHA-256 of the source of every ``curvnb`` module loaded now: what a slider view's frames may
+    depend on (they are drawn by report code). Cached results key on less:
+    :func:`curvnb.cache.compute_sources`."""
     digests = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
@@ -88,20 +90,23 @@ class Chapter:
     def cached(self, fn: Callable[..., Any], key: str | None = None, **kwargs: Any) -> Any:
         """``fn(config, device=..., seed=..., **kwargs)``, computed once per configuration.
 
-        An entry is reused only while the source of every ``curvnb`` module that was loaded when
-        it was computed is unchanged: editing the code a result depends on recomputes it."""
+        An entry is found by chapter, ``key`` (default: ``fn``'s qualified name), configuration,
+        profile, seed, device type and ``kwargs``, and reused only while the source of the code
+        that computed it is unchanged: the module defining ``fn`` and the ``curvnb`` modules it
+        imports, transitively (:func:`curvnb.cache.compute_sources`). Editing a study's compute
+        module or a library module it imports recomputes; editing its report code (prose, figures,
+        claims), ``claims.py``, ``figures.py``, ``widgets.py`` or this module reuses the entry."""
         key = key or getattr(fn, "__qualname__", "result")
         digest = cache_key(chapter=self.name, key=key, config=self.config, profile=self.profile,
                            seed=self.seed, device=self.device.type, kwargs=kwargs)
         start = time.perf_counter()
+        sources = compute_sources(fn)   # read before computing: the code that will run
 
         def compute() -> dict[str, Any]:
-            value = fn(self.config, device=self.device, seed=self.seed, **kwargs)
-            # Every curvnb module loaded by now may have shaped the result: remember their sources.
-            return {"value": value, "sources": loaded_sources()}
+            return {"value": fn(self.config, device=self.device, seed=self.seed, **kwargs), "sources": sources}
 
         def still_valid(entry: Any) -> bool:
-            return isinstance(entry, dict) and "value" in entry and sources_unchanged(entry.get("sources", {"?": ""}))
+            return isinstance(entry, dict) and "value" in entry and entry.get("sources") == sources
 
         entry = self.cache.get_or_compute(digest, compute, valid=still_valid)
         print(f"{key}: ready in {time.perf_counter() - start:.1f} s")
