@@ -41,7 +41,7 @@ def headless_chromium():
 
 def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.0) -> dict:
     """Load ``url``, wait for MathJax to typeset (up to ``typeset_timeout`` s), save a screenshot, and
-    report the page's images, error outputs, math markup and typeset formulas."""
+    report the page's images, error outputs, math markup, typeset formulas and admonitions."""
     import time
 
     driver.get(url)
@@ -62,6 +62,8 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           math: document.querySelectorAll('.math, mjx-container').length,
           typeset: document.querySelectorAll('mjx-container').length,
           tables: document.querySelectorAll('table.curvnb-claims, table').length,
+          // the visible text of each admonition (notes, warnings)
+          admonitions: Array.from(document.querySelectorAll('.admonition')).map(e => e.innerText),
           // elements that scroll sideways (content wider than their box)
           // (1 px of slack: scrollWidth and clientWidth are rounded separately)
           overflow: Array.from(document.querySelectorAll('article table, article .table-wrapper, .bd-article'))

@@ -1,39 +1,38 @@
-"""atlas: quick-profile findings (executes the chapter) and the study's machinery."""
-from dataclasses import replace
-
+"""atlas: the chapter's smoke run (its findings' machinery, never their answers) and the study's machinery."""
 import numpy as np
 import pytest
 import torch
-from conftest import assert_over_seeds, checked_claims
+from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.studies import atlas as s
+
+pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
 CPU = torch.device("cpu")
 
 
 def _tiny_config():
-    grids = tuple((name, lrs[1:4:2]) for name, lrs in s.DEFAULT_GRIDS)   # two rates each: fast
-    return replace(s.PROFILES["quick"], num_samples=600, n_val=100, width=16, rev_expansion=32, batch_size=16,
-                   budget=24, select_budget=12, probe_every=6, probe_n=32, ntk_n=8, lr_grids=grids,
-                   kfac_update_every=4)
+    return s.PROFILES["smoke"]   # two rates per optimizer, tiny sizes: fast
 
 
 @pytest.fixture(scope="module")
 def tiny():
     c = _tiny_config()
-    return c, s.run(c, device=CPU, seed=0)
+    return c, s.run_chapter(smoke_chapter("atlas"))   # the chapter's smoke run reads the same cache
 
 
 @pytest.mark.slow
-def test_quick_findings(executed_chapter):
+def test_smoke_run_findings(executed_chapter):
     from curvnb import book
     from curvnb.claims import read_claims_file
 
-    claims = checked_claims(executed_chapter("atlas"), s.FINDINGS, ())
-    assert all(c["kind"] == "finding" for c in claims.values())
-    assert_over_seeds(claims, {fid: 3 for fid in s.FINDINGS})   # yes/no depends on sampling: not asserted
+    records = executed_chapter("atlas")
+    assert_well_formed(records, "atlas", {fid: "finding" for fid in s.FINDINGS})
+    claims = checked_claims(records, s.FINDINGS)
+    # yes/no depends on sampling (and a smoke run is no evidence): not asserted
+    assert_over_seeds(claims, {fid: s.PROFILES["smoke"].seeds for fid in s.FINDINGS})
     run, _ = read_claims_file(book.build_dir() / "claims" / "atlas.json")
-    assert run["chapter"] == "atlas" and run["profile"] == "quick"
+    assert run["chapter"] == "atlas" and run["profile"] == "smoke"
 
 
 def test_full_profile_is_valid():

@@ -1,10 +1,13 @@
-"""buffelli2024: quick-profile claims (executes the chapter) and the study's machinery."""
+"""buffelli2024: the chapter's smoke run (exact checks asserted, statistical verdicts not) and the study's
+machinery."""
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_over_seeds, checked_claims
+from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
+
+pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
 ALL = {"exactness", "inverse", "min-norm", "full-batch-speed", "mini-batch-overfit", "generalization", "lazy"}
 EXACT = {"exactness", "inverse", "min-norm"}  # exact float64 computations: must hold
@@ -12,11 +15,13 @@ STATISTICAL = {"full-batch-speed": 3, "mini-batch-overfit": 3, "generalization":
 
 
 @pytest.mark.slow
-def test_quick_claims(executed_chapter):
+def test_smoke_run_claims(executed_chapter):
     from curvnb import book
     from curvnb.claims import read_claims_file
 
-    claims = checked_claims(executed_chapter("buffelli2024"), ALL, EXACT)
+    records = executed_chapter("buffelli2024")
+    assert_well_formed(records, "buffelli2024")
+    claims = checked_claims(records, ALL, EXACT)   # exact float64 identities hold at any size
     m = claims["exactness"]["measured"]
     assert m["max_residual"] < 1e-8 and m["L1_vs_pinv"] < 1e-8
     assert all(claims[c]["kind"] == "check" for c in ("inverse", "min-norm"))
@@ -25,13 +30,12 @@ def test_quick_claims(executed_chapter):
     for cid in STATISTICAL:
         assert len(claims[cid]["measured"]["per_seed"]) == claims[cid]["seeds"]
     run, _ = read_claims_file(book.build_dir() / "claims" / "buffelli2024.json")
-    assert run["chapter"] == "buffelli2024" and run["profile"] == "quick"
+    assert run["chapter"] == "buffelli2024" and run["profile"] == "smoke"
 
 
 def _tiny_config():
     from curvnb.studies import buffelli2024 as s
-    return replace(s.PROFILES["quick"], full_batch_n=40, expansion=48, full_steps=3, mini_steps=4, probe_every=2,
-                   kernel_every=2, probe_n=8, rich_expansion=16, batch_size=16)
+    return s.PROFILES["smoke"]
 
 
 def test_run_claims_summary_figures_headless():
@@ -40,7 +44,7 @@ def test_run_claims_summary_figures_headless():
     from curvnb.studies import buffelli2024 as s
 
     c = _tiny_config()
-    r = s.run(c, device=torch.device("cpu"), seed=0)
+    r = smoke_chapter("buffelli2024").run()   # the chapter's smoke run reads the same cache
     assert r["seeds"] == [0, 1, 2]
     assert r["design_condition"]["wide"] >= 1 and r["selected"][("rich", "gn")] in r["grids"]["gn"]
     assert "control" in s.rich_markdown(r)

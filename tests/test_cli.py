@@ -1,5 +1,11 @@
+"""The ``curvnb`` command: its checks and failures in this process (``main``), one real chapter run as a
+subprocess (``python -m curvnb.cli run intro --profile smoke --seed 1``)."""
+import os
 import subprocess
 import sys
+from typing import NamedTuple
+
+import pytest
 
 from curvnb.cli import main
 
@@ -15,19 +21,41 @@ def test_run_unknown_chapter_is_a_clear_error(capsys):
     assert "unknown chapter(s) ['no_such_chapter']" in capsys.readouterr().err
 
 
-def test_bad_profile_is_rejected_by_the_parser():
-    proc = subprocess.run([sys.executable, "-m", "curvnb.cli", "run", "intro", "--profile", "huge"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "invalid choice: 'huge'" in proc.stderr and "'quick'" in proc.stderr
+def test_bad_profile_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "intro", "--profile", "huge"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'huge'" in err and "'quick'" in err and "'smoke'" in err
 
 
-def _cli(*args, cwd=None, env=None):
-    import os
+class Result(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
 
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "curvnb.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=600)
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args, cwd=..., env=...)``: the ``curvnb`` command's ``main`` run in this process (no
+    interpreter start-up: the console script calls the same function), its exit code and output.
+    Working directory and environment, ``CURVNB_ROOT`` which ``main`` pins included, are restored
+    after the test."""
+    monkeypatch.setenv("CURVNB_ROOT", os.environ.get("CURVNB_ROOT", ""))
+
+    def run(*args: str, cwd=None, env=None) -> Result:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        if env and env.get("CURVNB_ROOT"):   # a repository of the test's own: its own _build, not the tests'
+            monkeypatch.delenv("CURVNB_BUILD", raising=False)
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
 
 
 def _clean_failure(proc, needle):
@@ -40,27 +68,36 @@ def _clean_failure(proc, needle):
     assert sum(line.startswith("curvnb: error") for line in lines) == 1, proc.stderr
 
 
-def test_bad_seeds_rejected_before_a_kernel_starts():
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fails the test if a notebook is executed."""
+    import papermill
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", refuse)
+
+
+def test_bad_seeds_rejected_before_a_kernel_starts(cli, no_kernel):
     for seed in ("-1", str(2**32), str(2**64)):
-        proc = _cli("run", "intro", "--seed", seed)
-        _clean_failure(proc, "seed must be an integer in [0, 2**32)")
-        assert "Executing" not in proc.stderr
+        _clean_failure(cli("run", "intro", "--seed", seed), "seed must be an integer in [0, 2**32)")
 
 
-def test_cuda_without_gpu_rejected_before_a_kernel_starts():
+def test_cuda_without_gpu_rejected_before_a_kernel_starts(cli, no_kernel):
     import torch
 
     if torch.cuda.is_available():
         return
-    _clean_failure(_cli("run", "intro", "--device", "cuda"), "torch sees no CUDA GPU")
+    _clean_failure(cli("run", "intro", "--device", "cuda"), "torch sees no CUDA GPU")
 
 
-def test_outside_the_repository(tmp_path):
+def test_outside_the_repository(tmp_path, cli):
     # an editable install finds its checkout from anywhere ...
-    proc = _cli("list", cwd=tmp_path, env={"CURVNB_ROOT": ""})
+    proc = cli("list", cwd=tmp_path, env={"CURVNB_ROOT": ""})
     assert proc.returncode == 0 and "huh2020" in proc.stdout
     # ... and a wrong CURVNB_ROOT says how to set it
-    _clean_failure(_cli("list", env={"CURVNB_ROOT": str(tmp_path)}), "set CURVNB_ROOT=")
+    _clean_failure(cli("list", env={"CURVNB_ROOT": str(tmp_path)}), "set CURVNB_ROOT=")
 
 
 def _one_chapter_repo(tmp_path, name: str, body: str):
@@ -83,7 +120,7 @@ def _one_chapter_repo(tmp_path, name: str, body: str):
     return root, nb
 
 
-def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
+def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path, cli):
     """A chapter that raises: exit 2, one line, no partial notebook left, the previous run flagged."""
     import json
 
@@ -95,7 +132,7 @@ def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
     previous = root / "_build" / "executed" / "01_boom.ipynb"
     previous.parent.mkdir(parents=True)
     nbformat.write(nb, previous)                      # an older, successful run
-    proc = _cli("run", "boom", "--seed", "7", env={"CURVNB_ROOT": str(root)})
+    proc = cli("run", "boom", "--seed", "7", env={"CURVNB_ROOT": str(root)})
     _clean_failure(proc, "chapter boom failed in cell")
     assert "RuntimeError: boom at seed 7" in proc.stderr and "details in" in proc.stderr
     assert not list((root / "_build").rglob("*.running.ipynb"))
@@ -110,7 +147,30 @@ def test_failed_chapter_is_one_message_and_marks_old_outputs_stale(tmp_path):
     assert "remove-cell" in cells[2]["metadata"]["tags"]      # the parameters cell is plumbing
 
 
-def test_chapter_that_never_reports_fails_and_keeps_old_outputs_stale(tmp_path):
+def test_smoke_run_pages_say_they_are_no_evidence(tmp_path):
+    """A chapter executed in the smoke profile is staged with a note under its title; others are not."""
+    import json
+
+    import nbformat
+
+    from curvnb import book
+    from curvnb.config import SMOKE_NOTE
+
+    _, nb = _one_chapter_repo(tmp_path, "tiny", "x = 1")
+    for profile in ("smoke", "quick"):
+        nb.metadata["papermill"] = {"parameters": {"profile": profile, "device": "cpu", "seed": 0}}
+        nbformat.write(nb, tmp_path / f"{profile}.ipynb")
+        book._stage_notebook(tmp_path / f"{profile}.ipynb", tmp_path / f"staged-{profile}.ipynb")
+        cells = json.loads((tmp_path / f"staged-{profile}.ipynb").read_text())["cells"]
+        notes = [c for c in cells if c.get("id") == "curvnb-smoke"]
+        if profile == "smoke":
+            assert cells[1] is notes[0] and SMOKE_NOTE in "".join(notes[0]["source"])
+            assert "a test run, not evidence" in SMOKE_NOTE
+        else:
+            assert not notes
+
+
+def test_chapter_that_never_reports_fails_and_keeps_old_outputs_stale(tmp_path, cli):
     """A notebook that runs to its end without writing its claims (no ch.report) is a failed run:
     exit 2, one line, the previous executed notebook kept but flagged stale."""
     import json
@@ -124,8 +184,41 @@ def test_chapter_that_never_reports_fails_and_keeps_old_outputs_stale(tmp_path):
     old_claims.parent.mkdir(parents=True)
     old_claims.write_text("[]")
     os.utime(old_claims, (0, 0))                       # written long before this run
-    proc = _cli("run", "quiet", env={"CURVNB_ROOT": str(root)})
+    proc = cli("run", "quiet", env={"CURVNB_ROOT": str(root)})
     _clean_failure(proc, "chapter quiet failed in its run: the notebook ended without writing _build/claims/quiet.json")
     assert previous.read_text() == "older run"          # not replaced by the incomplete run
     assert (root / "_build" / "failed" / "01_quiet.ipynb").exists()
     assert "without writing" in json.loads((root / "_build" / "stale" / "quiet.json").read_text())["error"]
+
+
+@pytest.mark.slow
+def test_run_executes_a_chapter_as_the_library_computes_it(tmp_path, library_claims):
+    """`curvnb run intro --profile smoke --seed 1`, the ordinary command, into a build folder of its own:
+    the executed notebook, figures, slider frames and claims, the claims equal to the library's."""
+    from curvnb.claims import read_claims_file
+
+    build = tmp_path / "_build"
+    proc = subprocess.run([sys.executable, "-m", "curvnb.cli", "run", "intro", "--profile", "smoke", "--seed", "1",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "CURVNB_BUILD": str(build)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[1/1] intro (smoke, cpu, seed 1)" in proc.stdout
+    run, records = read_claims_file(build / "claims" / "intro.json")
+    assert (run["chapter"], run["profile"], run["seed"], run["device"]) == ("intro", "smoke", 1, "cpu")
+    assert records == library_claims("intro", 1)
+    assert (build / "executed" / "01_intro.ipynb").stat().st_size > 1000
+    assert list((build / "figures" / "intro").glob("*.png")) and list((build / "figures" / "intro" / "frames").rglob("*.webp"))
+
+
+def test_each_execution_is_logged_and_a_repeated_run_is_found(tmp_path, monkeypatch):
+    """The session guard's parts: book.run_chapters' log line, and the check that finds a repeat."""
+    from conftest import repeated_executions
+    from curvnb import book
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv(book.EXECUTION_LOG, str(log))
+    book._log_execution("intro", "smoke", "cpu", 1)
+    book._log_execution("intro", "smoke", "cpu", 2)
+    assert repeated_executions(log) == {}
+    book._log_execution("intro", "smoke", "cuda", 1)    # the same run on another device is still a repeat
+    assert repeated_executions(log) == {("intro", "smoke", 1): 2}

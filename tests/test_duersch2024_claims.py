@@ -1,25 +1,31 @@
-"""duersch2024 chapter (glass curvature and Alice): claim machinery on a tiny run, quick-profile claims."""
+"""duersch2024 chapter (glass curvature and Alice): claim machinery on the smoke configuration, in process and
+in the chapter's smoke run (exact checks asserted, statistical verdicts not)."""
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_over_seeds, checked_claims
+from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.studies import duersch2024 as study
+
+pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
 ALL = {"glass-scaling", "hessian-scaling", "glass-loss-model", "naq-exactness", "smooth-glass-ratio",
        "ablation-glass", "ablation-hessian", "ablation-curvature"}
 # Exactness is asserted; the statistical claims (the ablation included) depend on sampling: their seeds and
 # intervals are asserted, never their verdicts.
 EXPECTED_TO_HOLD = ["naq-exactness"]
-STATISTICAL = {"glass-scaling": 5, "hessian-scaling": 5, "glass-loss-model": 5, "smooth-glass-ratio": 5,
-               "ablation-glass": 5, "ablation-hessian": 5, "ablation-curvature": 5}
+TINY = study.PROFILES["smoke"]
+STATISTICAL = {cid: 2 for cid in ("glass-scaling", "hessian-scaling", "glass-loss-model", "smooth-glass-ratio",
+                                  "ablation-glass", "ablation-hessian", "ablation-curvature")}   # smoke: 2 seeds
 
 
 @pytest.mark.slow
-def test_quick_claims(executed_chapter):
-    claims = checked_claims(executed_chapter("duersch2024"), ALL, EXPECTED_TO_HOLD)
+def test_smoke_run_claims(executed_chapter):
+    records = executed_chapter("duersch2024")
+    assert_well_formed(records, "duersch2024")
+    claims = checked_claims(records, ALL, EXPECTED_TO_HOLD)
     assert_over_seeds(claims, STATISTICAL)
     assert claims["naq-exactness"]["kind"] == "check" and claims["naq-exactness"]["seeds"] == 1
     assert {claims[c]["kind"] for c in ("ablation-glass", "ablation-hessian", "ablation-curvature")} == {"paper"}
@@ -28,16 +34,11 @@ def test_quick_claims(executed_chapter):
         assert claims[cid]["passed"] == (lo > 0 or hi < 0)
 
 
-TINY = study.Config(hidden=8, pretrain_steps=5, long_pretrain_steps=5, sigmas=(1e-4, 1e-3, 1e-2), scaling_samples=1,
-                    curvature_seeds=2, line_directions=1, line_steps=(1e-3, 1e-2), train_steps=16, eval_every=4,
-                    validation=100, selection_seeds=2, report_seeds=2, naq_dim=5, naq_steps=15,
-                    workers=1)
-
-
 @pytest.fixture(scope="module")
 def tiny():
-    res = study.run(TINY, device=torch.device("cpu"), seed=0)
-    res["training"] = study.run_training(TINY, device=torch.device("cpu"), seed=0)
+    ch = smoke_chapter("duersch2024")   # as the chapter computes them: its smoke run reads the same cache
+    res = ch.run()
+    res["training"] = ch.cached(study.run_training, key="training")
     return res
 
 

@@ -1,15 +1,16 @@
-"""huh2020: the quick-profile claims (executes the chapter) and the study code on a tiny configuration."""
-from dataclasses import replace
-
+"""huh2020: the chapter's smoke run (exact statements asserted, statistical verdicts not) and the study code on
+the smoke configuration, in process."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from conftest import assert_over_seeds, checked_claims
+from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.figures import CONTENT_WIDTH_IN, apply_style, smallest_text_px
 from curvnb.stats import clopper_pearson
 from curvnb.studies import huh2020 as study
+
+pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
 ALL = {"1-closed-forms", "2-matrix-closed-forms", "2b-singular-block-flows", "2c-singularity-predicted",
        "3-conservation-law", "4-same-path", "5-learning-times", "5b-plateau", "6-block-instability",
@@ -19,13 +20,17 @@ CHECKS = {"1-closed-forms", "2c-singularity-predicted"}
 # precondition) are asserted; statements about random quantities are not (their seeds and intervals are).
 EXACT = {"1-closed-forms", "2-matrix-closed-forms", "2c-singularity-predicted", "4-same-path", "5-learning-times",
          "5b-plateau"}
-STATISTICAL = {"2-matrix-closed-forms": 48, "2b-singular-block-flows": 16, "2c-singularity-predicted": 16,
-               "3-conservation-law": 48, "6-block-instability": 16, "7-generalization": 5}
+SMOKE = study.PROFILES["smoke"]
+STATISTICAL = {"2-matrix-closed-forms": SMOKE.matrix_seeds + SMOKE.conditioned_seeds,
+               "2b-singular-block-flows": SMOKE.matrix_seeds, "2c-singularity-predicted": SMOKE.matrix_seeds,
+               "3-conservation-law": SMOKE.matrix_seeds + SMOKE.conditioned_seeds,
+               "6-block-instability": SMOKE.discrete_seeds, "7-generalization": SMOKE.gen_seeds}
 
 
 @pytest.mark.slow
-def test_quick_claims(executed_chapter):
+def test_smoke_run_claims(executed_chapter):
     records = executed_chapter("huh2020")
+    assert_well_formed(records, "huh2020")
     claims = checked_claims(records, ALL, EXACT)
     assert {cid for cid, r in claims.items() if r["kind"] == "check"} == CHECKS
     assert all(r["source"] for r in records)
@@ -39,20 +44,13 @@ def test_quick_claims(executed_chapter):
 
 
 def tiny_config():
-    return replace(study.PROFILES["quick"], saxe_singular_values=(1.0,), mode_points=61,
-                   matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=3000,
-                   portrait_inits=((0.05, 0.2),), scalar_points=40,
-                   discrete_steps=40, discrete_seeds=4, record_every=5,
-                   gen_width=5, gen_seeds=3, gen_rules=(("GD", "full", 0.0, 400.0), ("NGD", "full", 1.0, 6.0),
-                                                        ("block α=½", "block", 0.5, 30.0)),
-                   gen_points=40, mlp_width=16, mlp_steps=3, mlp_lrs=(("GD", 0.0, (0.1,)),
-                                                                  ("block α=½ (K-FAC)", 0.5, (0.1, 0.3))))
+    return SMOKE
 
 
 @pytest.fixture(scope="module")
 def tiny():
     config = tiny_config()
-    return config, study.run(config, device=torch.device("cpu"), seed=0)
+    return config, smoke_chapter("huh2020").run()   # the chapter's smoke run reads the same cache
 
 
 def test_study_code_path_on_a_tiny_configuration(tiny):

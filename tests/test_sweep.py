@@ -1,12 +1,12 @@
 """``curvnb sweep``: grid, cache skipping, resume and failures as unit tests (an in-process engine
-and fake tasks); then the local and the Ray engine each executing the ``intro`` chapter for two
-seeds, compared with a plain ``curvnb run intro --seed 1``; and the seed-robustness page."""
+and fake tasks); then the local and the Ray engine each executing the ``intro`` chapter (smoke profile) for two
+seeds, each run compared with the library's own computation at its seed; and the seed-robustness page."""
 from __future__ import annotations
 
 import functools
 import json
 import os
-import subprocess
+import re
 import sys
 import time
 from concurrent.futures import Future
@@ -246,6 +246,13 @@ def test_robustness_page_counts_seeds_and_shows_the_spread():
     assert "No sweep results yet" in empty and "curvnb sweep intro toolkit --num-seeds 3" in empty
 
 
+def test_robustness_page_labels_smoke_runs_as_no_evidence():
+    page = robustness_markdown(_results({0: (1.0, True)}) + _results({0: (2.0, False)}, profile="smoke"))
+    quick, smoke = page.split("## Smoke profile")
+    assert "not evidence" not in quick and "## Quick profile" in quick
+    assert "**Smoke profile: a test run, not evidence.**" in smoke
+
+
 def test_tested_statistic_and_dot_plot():
     assert robustness.tested_statistic({"measured": 2}) == ("measured", 2.0)
     assert robustness.tested_statistic({"measured": {"name": "x", "nan": float("nan"), "drop": 3.5}}) == ("drop", 3.5)
@@ -276,19 +283,22 @@ def test_staged_book_has_the_page_and_the_scorecard_links_it(tmp_path, monkeypat
 
 
 # --------------------------------------------------------------------------- real executions
-# Five executions of the intro chapter in all: a plain `curvnb run intro --seed 1`, a local
-# sweep of seeds 0 and 1, and a Ray sweep of seeds 0 and 1.
+# Four executions of the intro chapter, smoke profile, each (profile, seed) once in the session:
+# a local sweep of seeds 2 and 3 and a Ray sweep of seeds 4 and 5 (test_cli runs seed 1, the book
+# seed 0). Each run's claims must equal the library's own computation at its seed.
+LOCAL_SEEDS, LOCAL_FAILING, RAY_SEEDS = [2, 3], 6, [4, 5]
 
-def seed_2_raises(payload: TaskInput) -> TaskOutput:
-    """Seed 2's chapter fails (as a raising cell would); the others run for real."""
-    if payload.task.seed == 2:
+
+def seed_6_raises(payload: TaskInput) -> TaskOutput:
+    """Seed 6's chapter fails (as a raising cell would, before any work); the others run for real."""
+    if payload.task.seed == LOCAL_FAILING:
         raise TaskFailed("chapter intro failed in cell 4: RuntimeError: injected failure")
     return sweep.execute_chapter_task(payload)
 
 
 def worker_dies_once(payload: TaskInput, marker: str) -> TaskOutput:
-    """Seed 1's first attempt kills its worker process; the retry runs for real."""
-    if payload.task.seed == 1 and not os.path.exists(marker):
+    """Seed 5's first attempt kills its worker process (before any work); the retry runs for real."""
+    if payload.task.seed == RAY_SEEDS[1] and not os.path.exists(marker):
         Path(marker).write_text("killed once")
         os._exit(1)
     return sweep.execute_chapter_task(payload)
@@ -315,31 +325,16 @@ def test_local_engine_retries_a_dead_worker_process(tmp_path):
     assert sweep.pending_tasks(sorted(report.ran), tmp_path / "sweeps", NB, HASH) == ([], sorted(report.ran))
 
 
-def _records(path: Path) -> list[dict]:
-    return read_claims_file(path)[1]
-
-
-@pytest.fixture(scope="module")
-def plain_seed_1(tmp_path_factory) -> list[dict]:
-    """Claims of `curvnb run intro --seed 1`, the ordinary command, in a build folder of its own."""
-    build = tmp_path_factory.mktemp("plain") / "_build"
-    proc = subprocess.run([sys.executable, "-m", "curvnb.cli", "run", "intro", "--seed", "1", "--device", "cpu"],
-                          capture_output=True, text=True, env={**os.environ, "CURVNB_BUILD": str(build)},
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return _records(build / "claims" / "intro.json")
-
-
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    """Seeds 0 and 1 executed by the local engine (two processes), seed 2 failing."""
+    """Seeds 2 and 3 executed by the local engine (two processes), seed 6 failing."""
     build = tmp_path_factory.mktemp("local") / "_build"
     lines: list[str] = []
     old = os.environ.get("CURVNB_BUILD")
     os.environ["CURVNB_BUILD"] = str(build)   # the sweep's default folder: _build/sweeps under it
     try:
-        report = run_sweep(["intro"], [0, 1, 2], ["quick"], device="cpu", engine="local", max_parallel=2,
-                           task_fn=seed_2_raises, echo=lines.append, progress_every_s=10)
+        report = run_sweep(["intro"], [*LOCAL_SEEDS, LOCAL_FAILING], ["smoke"], device="cpu", engine="local",
+                           max_parallel=2, task_fn=seed_6_raises, echo=lines.append, progress_every_s=10)
     finally:
         os.environ.pop("CURVNB_BUILD") if old is None else os.environ.__setitem__("CURVNB_BUILD", old)
     return build, report, lines
@@ -359,52 +354,55 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_local_engine_matches_plain_run_and_isolates_the_failing_seed(local_sweep, plain_seed_1):
+def test_local_engine_matches_the_library_and_isolates_the_failing_seed(local_sweep, library_claims):
     build, report, lines = local_sweep
     root = build / "sweeps"
-    assert sorted(t.seed for t in report.ran) == [0, 1]
-    assert list(report.failed) == [Task("quick", "intro", 2, "cpu")]
-    assert sum("failed: intro seed 2 (quick)" in line for line in lines) == 2   # retried once
+    assert sorted(t.seed for t in report.ran) == LOCAL_SEEDS
+    assert list(report.failed) == [Task("smoke", "intro", LOCAL_FAILING, "cpu")]
+    assert sum(f"failed: intro seed {LOCAL_FAILING} (smoke)" in line for line in lines) == 2   # retried once
     assert sorted(p.name for p in build.iterdir()) == ["sweeps"]    # the main build is untouched
-    for seed in (0, 1):
-        folder = root / "quick" / "intro" / f"seed-{seed}"
+    for seed in LOCAL_SEEDS:
+        folder = root / "smoke" / "intro" / f"seed-{seed}"
         run, records = read_claims_file(folder / "claims" / "intro.json")
-        assert run["seed"] == seed and run["profile"] == "quick" and run["device"] == "cpu"
+        assert run["seed"] == seed and run["profile"] == "smoke" and run["device"] == "cpu"
+        assert records == library_claims("intro", seed)   # the notebook in a worker = the library here
         assert (folder / "executed" / "01_intro.ipynb").stat().st_size > 1000
         assert list((folder / "cache" / "intro").glob("*.pkl")) and list((folder / "figures" / "intro").rglob("*.png"))
         meta = json.loads((folder / "task.json").read_text())
-        assert meta["attempts"] == 1 and meta["cpu_seconds"] > 1   # the kernel's CPU time is counted
-    assert _records(root / "quick" / "intro" / "seed-1" / "claims" / "intro.json") == plain_seed_1
-    assert not (root / "quick" / "intro" / "seed-2").exists()
-    assert "injected failure" in (root / "failed" / "quick" / "intro" / "seed-2" / "error.txt").read_text()
+        assert meta["attempts"] == 1 and meta["cpu_seconds"] > 0.5   # the kernel's CPU time is counted
+    assert not (root / "smoke" / "intro" / f"seed-{LOCAL_FAILING}").exists()
+    assert "injected failure" in (root / "failed" / "smoke" / "intro" / f"seed-{LOCAL_FAILING}" / "error.txt").read_text()
     assert any(line.startswith("[sweep ") and "2/3 done" in line for line in lines)
 
 
 @pytest.mark.slow
 def test_rerunning_the_command_does_no_work(local_sweep, capsys, monkeypatch):
     build, _, _ = local_sweep
-    stored = read_claims_file(build / "sweeps" / "quick" / "intro" / "seed-0" / "claims" / "intro.json")[0]
+    stored = read_claims_file(build / "sweeps" / "smoke" / "intro" / f"seed-{LOCAL_SEEDS[0]}" / "claims" / "intro.json")[0]
     # other edits to curvnb while this module runs would (rightly) make the rerun recompute
     monkeypatch.setattr("curvnb.chapter.package_sources_sha256", lambda: stored["sources_sha256"])
     monkeypatch.setenv("CURVNB_BUILD", str(build))
-    assert main(["sweep", "intro", "--seeds", "0", "1", "--device", "cpu"]) == 0
+    seeds = [str(s) for s in LOCAL_SEEDS]
+    assert main(["sweep", "intro", "--seeds", *seeds, "--profile", "smoke", "--device", "cpu"]) == 0
     assert "2 already done, 0 to run" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_ray_engine_matches_local_and_retries_a_killed_worker(ray_cluster, local_sweep, plain_seed_1, tmp_path):
+def test_ray_engine_matches_the_library_and_retries_a_killed_worker(ray_cluster, library_claims, tmp_path):
     lines: list[str] = []
     marker = tmp_path / "killed-once"
-    report = run_sweep(["intro"], [0, 1], ["quick"], device="cpu", engine="ray", sweeps_root=tmp_path / "sweeps",
+    report = run_sweep(["intro"], RAY_SEEDS, ["smoke"], device="cpu", engine="ray", sweeps_root=tmp_path / "sweeps",
                        task_fn=functools.partial(worker_dies_once, marker=str(marker)), echo=lines.append,
                        progress_every_s=10)
-    assert marker.exists() and not report.failed and sorted(t.seed for t in report.ran) == [0, 1]
-    assert report.retried == [Task("quick", "intro", 1, "cpu")]
-    assert any("failed: intro seed 1 (quick) (attempt 1 of 2): its Ray worker died" in line for line in lines)
-    local_root = local_sweep[0] / "sweeps" / "quick" / "intro"
-    for seed in (0, 1):
-        assert _records(tmp_path / "sweeps" / "quick" / "intro" / f"seed-{seed}" / "claims" / "intro.json") == \
-            _records(local_root / f"seed-{seed}" / "claims" / "intro.json")
-    assert _records(tmp_path / "sweeps" / "quick" / "intro" / "seed-1" / "claims" / "intro.json") == plain_seed_1
+    assert marker.exists() and not report.failed and sorted(t.seed for t in report.ran) == RAY_SEEDS
+    assert report.retried == [Task("smoke", "intro", RAY_SEEDS[1], "cpu")]
+    assert any(f"failed: intro seed {RAY_SEEDS[1]} (smoke) (attempt 1 of 2): its Ray worker died" in line
+               for line in lines)
+    for seed in RAY_SEEDS:
+        run, records = read_claims_file(tmp_path / "sweeps" / "smoke" / "intro" / f"seed-{seed}" / "claims" / "intro.json")
+        assert run["seed"] == seed and run["profile"] == "smoke"
+        assert records == library_claims("intro", seed)
     page = robustness_markdown(sweep.sweep_results(tmp_path / "sweeps"))
-    assert page.count("holds in 2 of 2 seeds") == len(plain_seed_1)
+    n_claims = len(library_claims("intro", RAY_SEEDS[0]))
+    assert len(re.findall(r"in \d of 2 seeds", page)) == n_claims and "## Smoke profile" in page
+    assert "a test run, not evidence" in page    # smoke claims are never shown as evidence

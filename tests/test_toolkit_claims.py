@@ -1,19 +1,26 @@
-"""The toolkit chapter's quick-profile claims: every tool matches its explicit reference.
+"""The toolkit chapter's claims: every tool matches its explicit reference.
 
-All claims are self-checks (kind "check"). The exact ones are asserted to hold; the two randomised
-estimators (SLQ, Hutchinson) are statistics over probe seeds: their seeds and intervals are asserted,
-not their verdicts."""
+All claims are self-checks (kind "check"). The exact ones are asserted to hold, in the chapter's
+smoke run too (identities, not sampling); the two randomised estimators (SLQ, Hutchinson) are
+statistics over probe seeds: their seeds and intervals are asserted, not their verdicts."""
 import pytest
-from conftest import assert_over_seeds, checked_claims
+from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
+
+from curvnb.studies import toolkit as study
+
+pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
+
+SMOKE = study.PROFILES["smoke"]
 
 EXACT = {"hvp-vs-dense", "iterable-data", "lanczos-top-k", "gradient-covariance", "ntk-explicit"}
-STATISTICAL = {"slq-density": 20, "hutchinson-trace": 20}
+STATISTICAL = {"slq-density": SMOKE.probe_seeds, "hutchinson-trace": SMOKE.probe_seeds}
 ALL = EXACT | set(STATISTICAL)
 
 
 @pytest.mark.slow
-def test_quick_claims(executed_chapter):
+def test_smoke_run_claims(executed_chapter):
     records = executed_chapter("toolkit")
+    assert_well_formed(records, "toolkit")
     claims = checked_claims(records, ALL, EXACT)  # exactness checks: all must hold
     assert all(r["kind"] == "check" for r in records)
     assert all(claims[c]["seeds"] == 1 and claims[c]["interval"] is None for c in EXACT)
@@ -28,19 +35,17 @@ def test_widget_callback_claims_and_figures_headless():
     import torch
     from curvnb.claims import write_claims
     from curvnb.figures import smallest_text_px
-    from curvnb.studies import toolkit as study
 
-    cfg = study.Config(hidden=4, num_train=64, batch_size=32, train_steps=5, ritz_steps=20, slq_runs=2,
-                       slq_steps=20, hutchinson_samples=20, num_cov=8, num_ntk=4, probe_seeds=3)
-    results = study.run(cfg, device=torch.device("cpu"), seed=0)
+    cfg = SMOKE
+    results = smoke_chapter("toolkit").run()   # the chapter's smoke run reads the same cache
     fig = study.draw_lanczos(results, steps=5, sigma_frac=0.02)
     assert len(fig.axes) == 2 and fig.axes[0].get_title()
     claims = study.claims(results, cfg)
     assert {c.id for c in claims} == ALL and all(c.kind == "check" for c in claims)
     for c in claims:
         if c.id in STATISTICAL:
-            assert c.seeds == 3 and c.interval is not None
-    assert len(results["probe_seeds"]["hutchinson_z"]) == 3
+            assert c.seeds == cfg.probe_seeds and c.interval is not None
+    assert len(results["probe_seeds"]["hutchinson_z"]) == cfg.probe_seeds
     import tempfile
     from pathlib import Path
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,9 @@ def require_project_root() -> Path:
 
 
 def build_dir() -> Path:
-    """``_build`` under the project root (``$CURVNB_BUILD`` overrides it)."""
+    """``_build`` under the project root; ``$CURVNB_BUILD`` overrides it (the test suite uses
+    ``_build/test``, so `make test` never touches what `make book` built; a sweep task uses a
+    temporary folder of its own)."""
     env = os.environ.get("CURVNB_BUILD")
     return Path(env).resolve() if env else project_root() / "_build"
 
