@@ -26,10 +26,25 @@ the tangent ``J v`` (forward-mode AD) followed by one backward pass of ``H_out J
 
 **Data.** One ``(x, y)`` batch or an iterable of batches; the loss over several batches is combined
 exactly: for a mean loss (``reduction="mean"``, the default of torch's losses) batch b is weighted
-by n_b / N, for ``reduction="sum"`` by 1. The reduction is read from ``loss_fn.reduction`` where the
-loss has one (a plain function is taken as a mean unless ``reduction=`` says otherwise); a loss that
-is not a scalar (``reduction="none"``) is refused. With ``process_group`` the batches are one
+by n_b / N, for ``reduction="sum"`` by 1. The reduction is read from ``loss_fn.reduction`` (torch's
+loss modules); a plain function has none and must pass ``reduction="mean"`` or ``"sum"`` (refused
+otherwise: nothing guesses); a loss that is not a scalar (``reduction="none"``) is refused. With ``process_group`` the batches are one
 rank's shard and products are all-reduced (:mod:`curvnb.curvature.distributed`).
+
+**Which cases take a slower, safe path.** Forward-mode AD never runs through the loss: the loss's
+second derivative ``H_out u`` is always computed by reverse mode on the outputs (for the GGN, and
+inside the Hessian's ``"linearize"``/``"rebuild"`` programs, see :meth:`CurvatureOperator._gradient`),
+because torch's forward mode has no rule for some losses (``HuberLoss``, ``SmoothL1Loss``), raises
+for others (``MSELoss`` with a mean) and crashes the interpreter when traced through ``mse_loss``'s
+gradient; this costs an output-sized double backward, nothing on the network's scale. The traced
+program (:func:`curvnb.curvature.linearize.linearize`) is functionalised, so products are pure
+(bit-identical on repetition); in-place ops on data-only tensors in ``forward`` are then recomputed
+at every product instead of folded (a small cost). A model whose ``forward`` writes in place into a
+tensor from outside (its input, a closed-over tensor) or uses an op without a forward-mode rule
+cannot be traced: ``"linearize"`` (and ``"auto"`` on conv nets) falls back to ``"reuse"``, double
+backward (≈2 gradients per product on conv nets against ≈1.3 traced, see above). Unused trainable parameters get zero rows
+on every path. ``"auto"`` switches method after :data:`AUTO_LINEARIZE_AFTER` products: each method
+is pure, but the products before and after the switch differ by rounding (≈1e-16 relative).
 
 **Randomness.** A model with stochastic modules in training mode (Dropout, RReLU) has a random loss
 and no well-defined curvature: it is refused unless ``allow_stochastic=True`` (then each batch's
@@ -133,9 +148,10 @@ class CurvatureOperator:
                 params = [p.detach().requires_grad_() for p in fm.params]
                 with torch.enable_grad():
                     loss = fm.loss(loss_fn, x, y)(params)
-                    grads = torch.autograd.grad(loss, params, create_graph=True)
-                # parameters the loss does not depend on through a differentiable path get zeros
-                live = [k for k, g in enumerate(grads) if g.requires_grad]
+                    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+                # parameters the loss does not depend on (unused ones, or through no differentiable
+                # path) get zero rows
+                live = [k for k, g in enumerate(grads) if g is not None and g.requires_grad]
 
                 def product(v: torch.Tensor) -> torch.Tensor:
                     # v is (P,) or, for several vectors at once, (m, P) (autograd's vmap: is_grads_batched)
@@ -146,7 +162,7 @@ class CurvatureOperator:
                                              retain_graph=True, allow_unused=True, is_grads_batched=v.dim() == 2)
                     return self._flat(hv, v)
                 return product
-            g = torch.func.grad(fm.loss(loss_fn, x, y))
+            g = self._gradient(x, y)
             if method == "linearize":
                 try:
                     jvp_fn, _ = linearize(g, fm.params)
@@ -163,7 +179,7 @@ class CurvatureOperator:
         f = lambda p: fm(p, x)  # noqa: E731
         out, vjp_fn = torch.func.vjp(f, fm.params)
         out = out.detach()
-        out_hvp = self._output_hvp(y)
+        out_hvp = self._output_hvp(y, out)
 
         if method == "rebuild":
             def jac_vec(v):
@@ -178,13 +194,43 @@ class CurvatureOperator:
                 jac_vec = lambda v: vjp2((fm.unflatten(v),))[0]  # noqa: E731 (vjp_fn returns a 1-tuple)
 
         def product(v: torch.Tensor) -> torch.Tensor:
-            return flatten(vjp_fn(out_hvp(out, jac_vec(v)))[0])
+            return flatten(vjp_fn(out_hvp(jac_vec(v)))[0])
         return product
 
-    def _output_hvp(self, y: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``(outputs, u) -> H_out u``, the Hessian of the loss in the outputs times ``u``."""
+    def _output_hvp(self, y: torch.Tensor, out: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``u -> H_out u``, the Hessian of the loss in the outputs ``out`` times ``u``, by reverse
+        mode twice (the vjp of the loss's gradient; H_out is symmetric). Never forward mode: torch
+        has no forward-mode rule for some losses (HuberLoss, SmoothL1Loss), raises on others
+        (MSELoss with a mean: "ZeroTensors are immutable"), and crashes the interpreter when a
+        trace runs forward mode through ``mse_loss``'s gradient."""
         grad_out = torch.func.grad(lambda o: scalar_loss(self.loss_fn(o, y)))
-        return lambda out, u: torch.func.jvp(grad_out, (out,), (u,))[1]
+        _, pullback = torch.func.vjp(grad_out, out)
+        return lambda u: pullback(u)[0]
+
+    def _gradient(self, x: torch.Tensor, y: torch.Tensor) -> Callable:
+        """``params -> ∇ loss(params)`` of batch ``(x, y)``, written so that its forward-mode derivative
+        (the Hessian product, traced by ``"linearize"``, re-run by ``"rebuild"``) runs forward mode
+        through the network only.
+
+        With ``g = Jᵀ c`` and ``c = ∇_out loss``, ``d g = (dJ)ᵀ c + Jᵀ H_out (J v)``: the network's
+        pullback is differentiated in forward mode with a dual cotangent ``(c, H_out J v)``, and the
+        loss's part ``H_out (J v)`` comes from :meth:`_output_hvp` (reverse mode on the outputs), for
+        every loss, a plain function included: nothing has to be known about the loss beforehand.
+        (A model whose output is not one tensor is differentiated through the loss as a whole.)"""
+        fm, loss_fn = self.fm, self.loss_fn
+        whole = torch.func.grad(fm.loss(loss_fn, x, y))
+
+        def gradient(params):
+            out, pullback = torch.func.vjp(lambda p: fm(p, x), params)
+            if not isinstance(out, torch.Tensor):
+                return whole(params)
+            primal, jv = fwAD.unpack_dual(out)
+            grad_out = torch.func.grad(lambda o: scalar_loss(loss_fn(o, y)))
+            cot, out_pullback = torch.func.vjp(grad_out, primal)
+            if jv is not None:  # a forward-mode pass: the cotangent's tangent is H_out J v
+                cot = fwAD.make_dual(cot, out_pullback(jv)[0])
+            return pullback(cot)[0]
+        return gradient
 
     def _once(self, i: int, v: torch.Tensor) -> torch.Tensor:
         """The product of batch i with ``v`` keeping nothing: plain double backward (Hessian) or one
@@ -196,8 +242,8 @@ class CurvatureOperator:
         if self.kind == "hessian":
             with torch.enable_grad():
                 loss = fm.loss(self.loss_fn, x, y)(params)
-                grads = torch.autograd.grad(loss, params, create_graph=True)
-                live = [k for k, g in enumerate(grads) if g.requires_grad]
+                grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+                live = [k for k, g in enumerate(grads) if g is not None and g.requires_grad]
                 if not live:
                     return torch.zeros_like(v)
                 hv = torch.autograd.grad([grads[k] for k in live], params, [vs[k] for k in live], allow_unused=True)
@@ -209,7 +255,7 @@ class CurvatureOperator:
         except (RuntimeError, NotImplementedError):
             return self._build(i)(v)  # an op without a forward-mode rule: the traced path
         jv = torch.zeros_like(primal) if jv is None else jv.detach()
-        u = self._output_hvp(y)(primal.detach(), jv)
+        u = self._output_hvp(y, primal.detach())(jv)
         if not primal.requires_grad:
             return torch.zeros_like(v)
         return self._flat(torch.autograd.grad(primal, params, u, allow_unused=True), v)
