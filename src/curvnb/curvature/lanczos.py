@@ -89,6 +89,23 @@ def _select(theta: np.ndarray, k: int, which: str) -> np.ndarray:
     return order[:k]
 
 
+def _fresh_block(basis: torch.Tensor, b: int, *, seed: int, restart: int) -> torch.Tensor | None:
+    """Up to ``b`` orthonormal columns (n, b') orthogonal to the rows of ``basis`` (m, n), drawn from a
+    seeded random block: the start of a restart after the Krylov space closed. None if the basis
+    already spans everything."""
+    m, n = basis.shape
+    b = min(b, n - m)
+    if b <= 0:
+        return None
+    g = torch.Generator().manual_seed(int(seed) * 1000003 + 7919 * (restart + 1))
+    X = torch.randn(n, b, generator=g, dtype=torch.float64).to(dtype=basis.dtype, device=basis.device)
+    for _ in range(2):  # twice is enough
+        X = X - basis.T @ (basis @ X)
+    U, sig, _ = torch.linalg.svd(X, full_matrices=False)
+    keep = sig > 1e-8 * float(sig.max())
+    return U[:, keep] if bool(keep.any()) else None
+
+
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 1, which: str = "LA",
             tol: float = 1e-3, max_iter: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
             device: torch.device | str = "cpu", return_eigenvectors: bool = False,
@@ -96,7 +113,10 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
     """k extreme eigenpairs of the symmetric operator ``matvec`` (vectors of length ``n``).
 
     Stops when every wanted Ritz value has relative error bound ≤ ``tol`` (``converged=True``), when the
-    Krylov space is invariant (exact), or after ``max_iter`` products (``converged=False``).
+    Krylov space is invariant (exact) with at least k values, or after ``max_iter`` products
+    (``converged=False``). A space that closes before k values (an operator with fewer than k
+    distinct eigenvalues: the identity, a zero GGN) is an exact answer for its part: the iteration
+    restarts from a fresh seeded vector orthogonal to it, so k values are always returned.
     ``bound="residual"`` (default) uses the Ritz residual r, a rigorous bound on the distance to an
     eigenvalue; ``bound="gap"`` uses min(r, r²/gap) with the gap to the nearest other Ritz value, the
     usual eigenvalue error *estimate*: fewer products, but NOT a bound — when the Ritz gap overstates
@@ -138,6 +158,14 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
         theta, S = np.linalg.eigh(T)
         scale = max(scale, float(np.abs(theta).max()))
         invariant = beta <= 1e-10 * max(scale, 1e-300) or m == n
+        if invariant and m < k and m < max_iter:
+            # the Krylov space closed before k values (e.g. few distinct eigenvalues): it is an exact
+            # invariant subspace; go on from a fresh start orthogonal to it (T stays block diagonal)
+            q = _fresh_block(Q[:m], 1, seed=seed, restart=m)
+            if q is not None:
+                betas.append(0.0)
+                q = q[:, 0]
+                continue
         if m >= k and (invariant or m % check_every == 0 or m == max_iter):
             idx = _select(theta, k, which)
             res = np.abs(beta * S[-1, idx]) if not invariant else np.zeros(k)
@@ -178,7 +206,8 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
     eigenvalue of multiplicity ≤ b is found with all its copies by construction, and the b products
     of a step can run as one batched pass. The basis is fully reorthogonalised (twice) and the
     Rayleigh quotient T = QᵀAQ is kept whole, so the Ritz residual of pair i is ``‖R S_i‖`` with R
-    the last block's remainder; stopping and ``converged`` are as in :func:`lanczos`.
+    the last block's remainder; stopping, ``converged`` and restarts when the space closes before k
+    values are as in :func:`lanczos`.
     ``max_iter`` counts products (columns), default max(300, 20k); ``num_matvecs`` too."""
     if which not in WHICH:
         raise ValueError(f"unknown which {which!r}: allowed values are {', '.join(map(repr, WHICH))}")
@@ -223,18 +252,25 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
         U, sig, Vh = torch.linalg.svd(W, full_matrices=False)
         keep = sig > 1e-10 * max(scale, 1e-300)
         R = (sig[:, None] * Vh).double().cpu().numpy()  # remainder = U R (all of it, for the residuals)
-        exhausted = not bool(keep.any()) or m >= n
+        exhausted = not bool(keep.any()) or m >= n  # an (exactly) invariant subspace
         if m >= k:
             idx = _select(theta, k, which)
-            res = np.zeros(k) if m >= n else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
+            res = np.zeros(k) if exhausted else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
             if np.all(res <= _limits(theta[idx], tol, scale, dtype)):
                 converged = True
                 break
+        if exhausted and m < k:
+            # closed before k values: restart from a fresh block orthogonal to the invariant subspace
+            fresh = _fresh_block(Q[:m], b, seed=seed, restart=m)
+            if fresh is None or count + fresh.shape[1] > max_iter:
+                break
+            block = fresh
+            continue
         if exhausted or count + int(keep.sum()) > max_iter:
             break
         block = U[:, keep]
     idx = _select(theta, min(k, m), which)
-    res = np.zeros(len(idx)) if m >= n else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
+    res = np.zeros(len(idx)) if exhausted else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
     order = np.argsort(-theta[idx])
     idx, res = idx[order], res[order]
     vecs = Q[:m].T @ torch.as_tensor(S[:, idx], dtype=dtype, device=device) if return_eigenvectors else None
