@@ -35,7 +35,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_PIN = "torch==2.13.0"          # requirements.txt's pin; any other version is a gigabyte download
+# requirements.txt's torch pin (torch==2.13.0): the fresh venv gets the build the repository venv has
+# (from pip's cache); any other version would be a gigabyte download.
+TORCH_PIN = next(line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                 if line.startswith("torch=="))
 PROFILE = "smoke"
 CHAPTERS = ("intro", "atlas", "toolkit")   # intro first: its first cell does the install
 # What the `book` extra adds: none of it may reach a reader's runtime (Colab provides ipykernel).
