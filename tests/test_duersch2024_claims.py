@@ -1,37 +1,79 @@
-"""duersch2024 chapter (glass curvature and Alice): claim machinery on the smoke configuration, in process and
-in the chapter's smoke run (exact checks asserted, statistical verdicts not)."""
-import math
-
+"""duersch2024 chapter (glass curvature and Alice): the claims' machinery on the smoke configuration, in
+process and in the chapter's smoke run (exact checks asserted, statistical verdicts never), units from
+the methods, and the seed streams."""
 import numpy as np
 import pytest
 import torch
-from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, assert_well_formed, checked_claims, smoke_chapter
 
+from curvnb.claims import VERDICTS3
 from curvnb.studies import duersch2024 as study
 
 pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
-ALL = {"glass-scaling", "hessian-scaling", "glass-loss-model", "naq-exactness", "smooth-glass-ratio",
-       "ablation-glass", "ablation-hessian", "ablation-curvature"}
-# Exactness is asserted; the statistical claims (the ablation included) depend on sampling: their seeds and
-# intervals are asserted, never their verdicts.
-EXPECTED_TO_HOLD = ["naq-exactness"]
+ALL = {spec.id for spec in study.SPECS}
+EXACT = ["naq-exactness", "naq-other-phi"]   # deterministic identities: asserted
 TINY = study.PROFILES["smoke"]
-STATISTICAL = {cid: 2 for cid in ("glass-scaling", "hessian-scaling", "glass-loss-model", "smooth-glass-ratio",
-                                  "ablation-glass", "ablation-hessian", "ablation-curvature")}   # smoke: 2 seeds
+PAIRED = (*study.ABLATIONS, *study.COMPARISONS)
+
+
+def _units(config: study.Config, spec) -> int:
+    """The units a claim is decided on under ``config`` (computed from the config, without running)."""
+    if spec in study.CURVATURE:
+        return config.curvature_seeds
+    return 1 if spec.statistic == "value" else config.report_seeds
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_units_meet_each_methods_minimum(profile):
+    config = study.PROFILES[profile]
+    for spec in study.SPECS:
+        assert _units(config, spec) >= spec.min_units(), (profile, spec.id)
+    assert config.curvature_seeds <= study.STREAMS.streams["curv-init"].max_index
+    assert config.report_seeds <= study.STREAMS.streams["init"].max_index
+
+
+def test_specs_declare_the_rules_once():
+    assert len(ALL) == len(study.SPECS) == 14
+    for spec in PAIRED:   # two-sided, in accuracy points, the margin fixed in the module
+        assert (spec.direction, spec.threshold, spec.delta, spec.physical_unit) == \
+            ("two-sided", 0.0, study.DELTA, "accuracy points")
+    assert {s.kind for s in study.ABLATIONS} == {"paper"} and {s.kind for s in study.COMPARISONS} == {"finding"}
+    assert all(spec.changed for spec in study.SPECS if spec not in study.COMPARISONS)
+
+
+def test_seed_streams_separate_selection_from_test_and_chapter_seeds():
+    roles = {name: study.STREAMS.role(name) for name in study.STREAMS.streams}
+    assert [roles[n] for n in study.ROLES["selection"]] == ["selection"] * 3
+    assert [roles[n] for n in study.ROLES["test"]] == ["test"] * 3
+    assert roles["validation"] == "selection"
+    seeds = {}
+    for chapter_seed in (0, 1, 2**32 - 1):
+        for name, stream in study.STREAMS.streams.items():
+            for i in range(min(stream.max_index, 16)):
+                seeds.setdefault(study.STREAMS.seed(chapter_seed, name, i), []).append((chapter_seed, name, i))
+    assert all(len(v) == 1 for v in seeds.values())
+    # the derived seeds reach the weights: chapter seeds 0 and 1 give different nets (torch.manual_seed would not)
+    a, b = (study.mlp(8, "relu", seed=study.STREAMS.seed(k, "init", 0)) for k in (0, 1))
+    assert not torch.equal(a[0].weight, b[0].weight)
+    c = study.mlp(8, "tanh", seed=study.STREAMS.seed(0, "init", 0))   # the tanh twin shares the weights
+    assert torch.equal(a[0].weight, c[0].weight)
 
 
 @pytest.mark.slow
 def test_smoke_run_claims(executed_chapter):
     records = executed_chapter("duersch2024")
-    assert_well_formed(records, "duersch2024")
-    claims = checked_claims(records, ALL, EXPECTED_TO_HOLD)
-    assert_over_seeds(claims, STATISTICAL)
-    assert claims["naq-exactness"]["kind"] == "check" and claims["naq-exactness"]["seeds"] == 1
-    assert {claims[c]["kind"] for c in ("ablation-glass", "ablation-hessian", "ablation-curvature")} == {"paper"}
-    for cid in ("ablation-glass", "ablation-hessian", "ablation-curvature"):  # verdict = interval excludes 0
-        lo, hi = claims[cid]["interval"]
-        assert claims[cid]["passed"] == (lo > 0 or hi < 0)
+    assert_well_formed(records, "duersch2024", kinds={s.id: s.kind for s in study.SPECS})
+    claims = checked_claims(records, ALL, EXACT)
+    for spec in study.SPECS:
+        r = claims[spec.id]
+        assert r["rule"] == "engine" and r["verdict"] in VERDICTS3
+        assert r["n_units"] == _units(TINY, spec) and r["changed"] == spec.changed
+        kept = r["values"].get("x") or r["values"].get("a")
+        assert len(kept) == r["n_units"]
+    for spec in PAIRED:   # the direction found is the estimate's sign
+        r = claims[spec.id]
+        assert r["direction_found"] in ({"greater"} if r["estimate"] > 0 else {"less"} if r["estimate"] < 0 else {None})
 
 
 @pytest.fixture(scope="module")
@@ -66,40 +108,53 @@ def test_parallel_map_keeps_job_order_in_worker_processes():
         [cfg.lrs_sgd, cfg.lrs_adaptive, cfg.lrs_adaptive]
 
 
-def test_tiny_run_sweep_selection_and_points(tiny):
+def test_tiny_run_sweep_selection_and_reports(tiny):
     tr = tiny["training"]
-    assert set(tr["runs"]) == set(study.VARIANTS)
-    for name, runs in tr["runs"].items():
+    assert set(tr["sweep"]) == set(tr["reports"]) == set(study.VARIANTS)
+    for name, runs in tr["sweep"].items():
         assert len(runs) == len(TINY.lrs_adaptive)  # the same-size grid for every optimizer
         for lr, r in runs.items():
-            assert r["test_acc"].shape[1] == TINY.selection_seeds + TINY.report_seeds
+            assert r["val_acc"].shape[1] == TINY.selection_seeds
             assert r["point_step"]["steps"] == TINY.train_steps
             i = np.flatnonzero(r["step"] == r["point_step"]["evals"])[0]
             assert r["evals"][i] <= 3 * TINY.train_steps  # never past the budget
-        for point in study.POINTS:
-            assert tr["selected"][name][point] in runs
+        # reported runs exactly at the selected rates, with their own units
+        assert set(tr["reports"][name]) == set(tr["selected"][name].values())
+        assert all(r["test_acc"].shape[1] == TINY.report_seeds for r in tr["reports"][name].values())
     # one-gradient optimizers spend one evaluation per step; Alice without quick steps three
-    assert tr["runs"]["Adam"][1e-3]["point_step"]["evals"] == 3 * TINY.train_steps
-    assert tr["runs"]["Alice: no quick steps"][1e-3]["point_step"]["evals"] == TINY.train_steps
+    assert tr["sweep"]["Adam"][1e-3]["point_step"]["evals"] == 3 * TINY.train_steps
+    assert tr["sweep"]["Alice: no quick steps"][1e-3]["point_step"]["evals"] == TINY.train_steps
     assert tr["sizes"] == {"train": 1500 - TINY.validation, "val": TINY.validation, "test": 297}
-    up = tr["runs"]["Alice"][1e-3]["upper"]
+    up = tr["sweep"]["Alice"][1e-3]["upper"]
     assert np.all((up[-1] >= 0) & (up[-1] <= 1))
-    assert np.all(np.isnan(tr["runs"]["Adam"][1e-3]["upper"]))
+    assert np.all(np.isnan(tr["sweep"]["Adam"][1e-3]["upper"]))
 
 
 def test_selection_uses_validation_only(tiny):
-    tr = tiny["training"]
-    runs = {lr: dict(r) for lr, r in tr["runs"]["Adam"].items()}
-    best = study.select_rate(TINY, runs, "evals")
-    for lr, r in runs.items():  # scrambling the test accuracies does not change the selection
+    runs = {lr: dict(r) for lr, r in tiny["training"]["sweep"]["Adam"].items()}
+    best = study.select_rate(runs, "evals")
+    for r in runs.values():  # scrambling the test accuracies does not change the selection
         r["test_acc"] = np.random.default_rng(0).random(r["test_acc"].shape)
-    assert study.select_rate(TINY, runs, "evals") == best
-    worst = min(runs, key=lambda lr: runs[lr]["val_acc"][-1, :TINY.selection_seeds].mean())
+    assert study.select_rate(runs, "evals") == best
+    worst = min(runs, key=lambda lr: runs[lr]["val_acc"][-1].mean())
     runs[worst] = dict(runs[worst], val_acc=np.ones_like(runs[worst]["val_acc"]))  # a perfect validation score wins
-    assert study.select_rate(TINY, runs, "evals") == worst
+    assert study.select_rate(runs, "evals") == worst
 
 
-def test_tiny_claims_figures_tables_and_widget(tiny):
+def test_tiny_claims_keep_their_values(tiny):
+    results = {r.id: r for r in study.claims(tiny, TINY)}
+    assert set(results) == ALL
+    st = tiny["seed_stats"]
+    for spec, key in study.CURVATURE.items():
+        assert results[spec.id].values["x"] == pytest.approx(st[key])
+    for spec, other in study.ABLATIONS.items():
+        v = results[spec.id].values
+        assert v["a"] == pytest.approx(100 * study.reported(tiny, "Alice", "evals"))
+        assert v["b"] == pytest.approx(100 * study.reported(tiny, other, "evals"))
+    assert results["naq-exactness"].estimate == tiny["naq"]["phi=1-beta1"]["error"].max()
+
+
+def test_tiny_figures_tables_text_and_widget(tiny):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,18 +162,11 @@ def test_tiny_claims_figures_tables_and_widget(tiny):
 
     from curvnb.figures import smallest_text_px
 
-    claims = {c.id: c for c in study.claims(tiny, TINY)}
-    assert set(claims) == ALL
-    for cid in ("glass-scaling", "hessian-scaling", "glass-loss-model", "smooth-glass-ratio"):
-        assert claims[cid].seeds == TINY.curvature_seeds and claims[cid].interval is not None
-    d = study.paired_difference(tiny, TINY, "Alice", "Alice: Hessian only", "evals")
-    assert len(d["per_seed"]) == TINY.report_seeds
-    assert math.isclose(claims["ablation-glass"].measured["Alice − Alice: Hessian only (points)"], d["mean"])
+    records = [r.record("smoke") for r in study.claims(tiny, TINY)]
+    text = study.findings_markdown(records, tiny, TINY)
+    assert "paper claims" in text and "Ablation" in text
     assert study.comparison_table(tiny, TINY).count("\n") == 1 + len(study.VARIANTS)
-    assert study.ablation_table(tiny, TINY).count("\n") == 1 + 5
-    assert "heavy-ball" in study.ablation_table(tiny, TINY)
-    text = study.summary_markdown(tiny, TINY)
-    assert "Alice − Adam" in text and "%" in text
+    assert "{" not in study.pretrain_text(tiny)
     for fig in (study.figure_scaling(tiny), study.figure_layers(tiny), study.figure_line(tiny),
                 study.figure_naq(tiny), study.figure_sweep(tiny, TINY), study.figure_training(tiny, TINY),
                 study.draw_runs(tiny, TINY, optimizer=study.HEAVY_BALL, x_axis="steps", metric="training loss")):
@@ -126,7 +174,7 @@ def test_tiny_claims_figures_tables_and_widget(tiny):
         assert fig.get_size_inches()[0] <= 6.8 + 1e-9
         assert smallest_text_px(fig) >= 9
         plt.close(fig)
-    with pytest.raises(ValueError, match="'test accuracy'"):
+    with pytest.raises(ValueError, match="'validation accuracy'"):
         study.draw_runs(tiny, TINY, metric="f1")
     with pytest.raises(ValueError, match="allowed values"):
-        study.make_optimizer("Lion", [torch.nn.Parameter(torch.ones(1))], 1e-3, 0)
+        study.make_optimizer("Lion", [torch.nn.Parameter(torch.ones(1))], 1e-3)

@@ -14,24 +14,25 @@ tanh twin of the same size and the same initial weights:
    ReLU MLP. Every optimizer gets a learning-rate grid of the same size; the rate is selected on a
    validation split carved from the training data (never the test set) with ``selection_seeds``
    runs, separately for the equal-steps and the equal-gradient-evaluations comparison; test
-   accuracy is reported over ``report_seeds`` further runs. All seeds of one (optimizer, rate)
-   train together as one seed-batched model (batched matrix products; each seed has its own
-   initial weights, batch order and Alice perturbations).
+   accuracy is reported over ``report_seeds`` further runs at the selected rates, whose initial
+   weights, data orders and perturbations come from test streams (:data:`STREAMS`), never from the
+   selection streams. All runs of one (optimizer, rate) train together as one batched model.
 
 The study is split in two: :mod:`curvnb.studies.duersch2024.compute` (configuration, profiles and the
 cached computations) and :mod:`curvnb.studies.duersch2024.report` (claims, figures, prose). The result cache keys on the
 compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
 """
 
-from curvnb.studies.duersch2024.compute import (Config, HEAVY_BALL, POINTS, PROFILES, SeedBatchedMLP, VARIANTS,
-                                                curvature_seed, evaluation_counts, layer_slices, learning_rates,
-                                                line_comparison, make_optimizer, mlp, parallel_map, pretrain, run,
-                                                run_line, run_naq, run_scaling, run_training, seed_statistics,
-                                                seedwise_cross_entropy, select_rate, train_runs, training_split)
-from curvnb.studies.duersch2024.report import (ABLATION, ablation_table, claims, comparison_rows, comparison_table,
-                                               draw_runs, figure_layers, figure_line, figure_naq, figure_scaling,
-                                               figure_sweep, figure_training, paired_difference, protocol_markdown,
-                                               reported, summary_markdown)
+from curvnb.studies.duersch2024.compute import (Config, HEAVY_BALL, POINTS, PROFILES, ROLES, STREAMS, SeedBatchedMLP,
+                                                VARIANTS, curvature_seed, evaluation_counts, layer_slices,
+                                                learning_rates, line_comparison, make_optimizer, mlp, parallel_map,
+                                                pretrain, run, run_line, run_naq, run_scaling, run_training,
+                                                seed_statistics, seedwise_cross_entropy, select_rate, train_runs,
+                                                training_split)
+from curvnb.studies.duersch2024.report import (ABLATION, ABLATIONS, COMPARISONS, CURVATURE, DELTA, SPECS, claims,
+                                               comparison_table, draw_runs, figure_layers, figure_line, figure_naq,
+                                               figure_scaling, figure_sweep, figure_training, findings_markdown,
+                                               line_details, pretrain_text, protocol_markdown, reported)
 
 TITLE = "Curvature in the looking-glass: glass curvature and the Alice optimizer"
 COST = {"quick": "≈2 min on 2 CPU cores (150 s of CPU time, spread over both cores)",

@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 
 from curvnb.config import single_thread
 from curvnb.curvature import hvp, loss_and_grad
-from curvnb.curvature.glass import (GLASS_LOSS_COEFFICIENT, gradient_variation, loglog_slope, perturbed_gradients,
-                                    rademacher)
+from curvnb.curvature.glass import (GLASS_LOSS_COEFFICIENT, glass_density_samples, hessian_diagonal_samples,
+                                    kernel_averaged_gradient, loglog_slope, perturbed_gradients, rademacher)
 from curvnb.data import load_digits_split
 from curvnb.optim.alice import Alice, HeavyBallAlice
+from curvnb.seeds import declare_streams, seed_torch
 from curvnb.train import train
 
 
@@ -37,7 +38,7 @@ class Config:
     sigmas: tuple[float, ...] = (1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2)
     scaling_samples: int = 4           # Rademacher draws per σ
     sigma_ref: float = 1e-3            # σ for per-layer densities and the ReLU/tanh ratio (= Alice's σ = lr)
-    curvature_seeds: int = 5           # independent nets (initial weights, pretraining, z) for the curvature claims
+    curvature_seeds: int = 6           # independent nets (weights, z, directions): a median's 95 % interval needs 6
     line_directions: int = 8
     line_steps: tuple[float, ...] = tuple(float(t) for t in np.logspace(-4, -1.5, 11))
     line_example_max: float = 0.02     # half-width of the example line plot (per-parameter step)
@@ -46,7 +47,7 @@ class Config:
     eval_every: int = 40
     validation: int = 300              # validation examples carved from the 1500 training images
     selection_seeds: int = 3           # runs per (optimizer, rate) whose validation accuracy selects the rate
-    report_seeds: int = 5              # further runs per (optimizer, rate) whose test accuracy is reported
+    report_seeds: int = 8              # runs at each selected rate whose test accuracy is reported (paired by unit)
     lrs_adaptive: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)   # Adam and every Alice variant
     lrs_sgd: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)          # SGD with momentum 0.9
     naq_dim: int = 50
@@ -58,7 +59,7 @@ class Config:
 PROFILES = {
     "quick": Config(),
     "full": Config(hidden=256, pretrain_steps=500, scaling_samples=16, curvature_seeds=10, line_directions=32,
-                   train_steps=3000, eval_every=100, selection_seeds=3, report_seeds=10, naq_dim=500,
+                   train_steps=3000, eval_every=100, selection_seeds=3, report_seeds=12, naq_dim=500,
                    naq_steps=1000),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
     "smoke": Config(hidden=8, pretrain_steps=5, long_pretrain_steps=5, sigmas=(1e-4, 1e-3, 1e-2), scaling_samples=1,
@@ -81,16 +82,35 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 POINTS = ("steps", "evals")   # the two comparisons: equal optimizer steps, equal gradient evaluations
 
+#: Every random quantity of the chapter, by (chapter seed, stream, index) (:mod:`curvnb.seeds`).
+#: Rates are selected on "selection" streams only; the reported runs and the curvature nets are "test" units.
+STREAMS = declare_streams("duersch2024", {
+    "split": ("test", 1),               # the digits train/test split (shared by every part)
+    "curv-init": ("test", 64),          # net k's initial weights (the ReLU net and its tanh twin)
+    "curv-probe": ("test", 64),         # net k's Rademacher z of the σ scan
+    "curv-line": ("test", 64),          # net k's random directions (same for both activations)
+    "naq": ("test", 2),                 # 0: the quadratic (b, x0); 1: Alice's z on it
+    "validation": ("selection", 1),     # which training images form the validation split
+    "select-init": ("selection", 64),   # selection unit u: initial weights
+    "select-order": ("selection", 64),  # selection unit u: order of the training images
+    "select-alice": ("selection", 1),   # Alice's z in the selection runs (one generator per run)
+    "init": ("test", 64),               # reported unit u: initial weights (shared by every optimizer: paired)
+    "order": ("test", 64),              # reported unit u: order of the training images
+    "alice": ("test", 1),               # Alice's z in the reported runs
+})
+ROLES = {"selection": ("select-init", "select-order", "select-alice"), "test": ("init", "order", "alice")}
+
 
 # --------------------------------------------------------------------------- models
 def mlp(hidden: int, activation: str, *, seed: int, dtype=torch.float32, device="cpu") -> nn.Sequential:
     """``64 → hidden → hidden → 10`` with biases; ``activation`` is ``"relu"``, ``"tanh"`` or ``"gelu"``.
-    The same ``seed`` gives the same initial weights for every activation."""
+    The same ``seed`` (a derived seed of :data:`STREAMS`, all 64 bits used) gives the same initial
+    weights for every activation."""
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
     if activation not in acts:
         raise ValueError(f"unknown activation {activation!r}: allowed values are {', '.join(map(repr, acts))}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seed_torch(seed)
         model = nn.Sequential(nn.Linear(64, hidden), acts[activation](), nn.Linear(hidden, hidden),
                               acts[activation](), nn.Linear(hidden, 10))
     return model.to(dtype=dtype, device=device)
@@ -236,30 +256,50 @@ def parallel_map(fn: Callable[..., Any], jobs: list[dict], config: Config, devic
 
 
 # --------------------------------------------------------------------------- curvature measurements
-def run_scaling(config: Config, model: nn.Sequential, data, *, seed: int) -> dict:
-    """Even/odd gradient differences vs σ, the Hessian prediction of the odd part, per-layer values at σ_ref."""
+def _variation(model: nn.Sequential, data, sigmas, zs: list[torch.Tensor], groups=None) -> dict[str, np.ndarray]:
+    """:func:`curvnb.curvature.glass.gradient_variation` with the Rademacher ``zs`` given (drawn from a
+    declared stream: that function seeds its own 32-bit generator, which chapter seeds would share)."""
     loss_fn = nn.CrossEntropyLoss()
-    out = gradient_variation(model, loss_fn, data, config.sigmas, num_samples=config.scaling_samples,
-                             seed=seed, groups=layer_slices(model))
-    # E[(Hz)²] with the same Rademacher z as gradient_variation draws (same generator and order)
+    keys = ["even", "odd", "rho", "hess", "absgrad"] + [f"{k}/{n}" for n, _ in (groups or [])
+                                                      for k in ("rho", "hess", "absgrad")]
+    out = {k: np.zeros(len(sigmas)) for k in keys}
+    for i, sigma in enumerate(sigmas):
+        for z in zs:
+            r = perturbed_gradients(model, loss_fn, data, float(sigma), z)
+            even = kernel_averaged_gradient(r["g_plus"], r["g_minus"]) - r["g0"]
+            rho = glass_density_samples(r["g_plus"], r["g_minus"], r["g0"], sigma)
+            hess = hessian_diagonal_samples(r["g_plus"], r["g_minus"], sigma)
+            parts = {"even": even.square(), "odd": (0.5 * (r["g_plus"] - r["g_minus"])).square(), "rho": rho,
+                     "hess": hess, "absgrad": r["g0"].abs()}
+            for key, v in parts.items():
+                out[key][i] += float(v.mean()) / len(zs)
+            for name, sl in groups or []:
+                for key in ("rho", "hess", "absgrad"):
+                    out[f"{key}/{name}"][i] += float(parts[key][sl].mean()) / len(zs)
+    return out
+
+
+def run_scaling(config: Config, model: nn.Sequential, data, gen: torch.Generator) -> dict:
+    """Even/odd gradient differences vs σ, the Hessian prediction of the odd part, per-layer values at
+    σ_ref; the Rademacher draws come from ``gen`` (the same z at every σ)."""
     P = sum(p.numel() for p in model.parameters())
-    gen = torch.Generator().manual_seed(seed)
     dtype, dev = next(model.parameters()).dtype, next(model.parameters()).device
-    zs = [rademacher(P, generator=gen, dtype=dtype, device=dev) for _ in range(config.scaling_samples)]
-    out["hz2"] = float(np.mean([float(hvp(model, loss_fn, data, z).square().mean()) for z in zs]))
-    ref = gradient_variation(model, loss_fn, data, [config.sigma_ref], num_samples=config.scaling_samples,
-                             seed=seed + 1, groups=layer_slices(model))
+    zs = [rademacher(P, generator=gen, dtype=dtype, device=dev) for _ in range(2 * config.scaling_samples)]
+    scan, refs = zs[:config.scaling_samples], zs[config.scaling_samples:]
+    out = _variation(model, data, config.sigmas, scan)
+    # E[(Hz)²] with the same z as the σ scan
+    out["hz2"] = float(np.mean([float(hvp(model, nn.CrossEntropyLoss(), data, z).square().mean()) for z in scan]))
+    ref = _variation(model, data, [config.sigma_ref], refs, groups=layer_slices(model))
     out["ref"] = {k: float(v[0]) for k, v in ref.items()}
     return out
 
 
-def run_line(config: Config, model: nn.Sequential, data, seed: int, example: bool = True) -> dict:
-    """Loss along ``ν ± t d`` (d Rademacher) vs the Hessian and glass-corrected models."""
+def run_line(config: Config, model: nn.Sequential, data, gen: torch.Generator, example: bool = True) -> dict:
+    """Loss along ``ν ± t d`` (d Rademacher, drawn from ``gen``) vs the Hessian and glass-corrected models."""
     loss_fn = nn.CrossEntropyLoss()
     nu = _flat_params(model)
     loss0, g0 = loss_and_grad(model, loss_fn, data)
     signs0 = _preactivation_signs(model, data[0])
-    gen = torch.Generator().manual_seed(seed + 11)
     ts = np.array(config.line_steps)
     K = config.line_directions
     measured, hess_pred, crossings = (np.zeros((K, 2, len(ts))) for _ in range(3))
@@ -288,7 +328,7 @@ def run_line(config: Config, model: nn.Sequential, data, seed: int, example: boo
            "err_fd": np.abs(measured - fd_pred).mean(axis=(0, 1)),
            "mean_deviation": (measured - hess_pred).mean(axis=(0, 1))}
     if example:  # one direction over a symmetric range, for the picture
-        d = rademacher(nu.numel(), generator=torch.Generator().manual_seed(seed + 12), dtype=nu.dtype, device=nu.device)
+        d = rademacher(nu.numel(), generator=gen, dtype=nu.dtype, device=nu.device)   # the next direction
         tt = np.linspace(-config.line_example_max, config.line_example_max, 161)
         ex_loss = np.array([_loss_at(model, nu + float(t) * d, data) for t in tt]) - loss0
         _set_flat(model, nu)
@@ -328,14 +368,15 @@ def seed_statistics(config: Config, scaling: dict, line: dict) -> dict:
 
 def run_naq(config: Config, *, seed: int) -> dict:
     """max |G − ∇L(μ)| per step for Alice (reference defaults) on a diagonal quadratic, φ = 1 − β₁ and φ = 0.5."""
-    g = torch.Generator().manual_seed(seed + 21)
+    g = STREAMS.torch(seed, "naq", 0)
     diag = torch.logspace(0, math.log10(config.naq_condition), config.naq_dim, dtype=torch.float64)
     b = torch.randn(config.naq_dim, generator=g, dtype=torch.float64)
     x0 = torch.randn(config.naq_dim, generator=g, dtype=torch.float64)
     out = {"condition": float(diag.max() / diag.min())}
     for label, phi in (("phi=1-beta1", None), ("phi=0.5", 0.5)):
         x = nn.Parameter(x0.clone())
-        opt = Alice([x], lr=1e-2, phi=phi, seed=seed)
+        opt = Alice([x], lr=1e-2, phi=phi)
+        opt.generator = STREAMS.torch(seed, "naq", 1)   # its z from the declared stream (the same for both φ)
 
         def closure():
             opt.zero_grad()
@@ -356,32 +397,35 @@ def run_naq(config: Config, *, seed: int) -> dict:
 
 
 def curvature_seed(config: Config, *, device: torch.device, seed: int, k: int) -> dict:
-    """The curvature measurements of net ``k`` (initial weights ``seed + k``): its claim statistics,
+    """The curvature measurements of net ``k`` (streams ``curv-*``, index ``k``): its claim statistics,
     and for ``k = 0`` the full measurements the figures show."""
-    x_tr, y_tr, _, _ = load_digits_split(seed=seed, dtype=torch.float64, device=device)
+    x_tr, y_tr, _, _ = load_digits_split(seed=STREAMS.seed(seed, "split"), dtype=torch.float64, device=device)
     data = (x_tr, y_tr)
-    models = {act: mlp(config.hidden, act, seed=seed + k, dtype=torch.float64, device=device) for act in ("relu", "tanh")}
+    init = STREAMS.seed(seed, "curv-init", k)
+    models = {act: mlp(config.hidden, act, seed=init, dtype=torch.float64, device=device) for act in ("relu", "tanh")}
     pre_loss = {act: pretrain(m, data, config.pretrain_steps, config.pretrain_lr) for act, m in models.items()}
-    scaling = {act: run_scaling(config, m, data, seed=1000 * k + 1) for act, m in models.items()}
-    line = {act: run_line(config, m, data, seed + k, example=k == 0) for act, m in models.items()}
+    # common random numbers: both activations see the same z and the same directions
+    scaling = {act: run_scaling(config, m, data, STREAMS.torch(seed, "curv-probe", k)) for act, m in models.items()}
+    line = {act: run_line(config, m, data, STREAMS.torch(seed, "curv-line", k), example=k == 0)
+            for act, m in models.items()}
     out = {"stats": seed_statistics(config, scaling, line)}
     if k == 0:
         # contrast: the same ReLU net trained much longer, near interpolation (not part of any claim)
-        long = mlp(config.hidden, "relu", seed=seed, dtype=torch.float64, device=device)
+        long = mlp(config.hidden, "relu", seed=init, dtype=torch.float64, device=device)
         pre_loss["relu (long)"] = pretrain(long, data, config.long_pretrain_steps, 3e-3)
-        scaling["relu (long)"] = gradient_variation(long, nn.CrossEntropyLoss(), data, config.sigmas,
-                                                    num_samples=config.scaling_samples, seed=1)
+        gen = STREAMS.torch(seed, "curv-probe", k)
+        zs = [rademacher(sum(p.numel() for p in long.parameters()), generator=gen, dtype=torch.float64, device=device)
+              for _ in range(config.scaling_samples)]
+        scaling["relu (long)"] = _variation(long, data, config.sigmas, zs)
         out.update(scaling=scaling, line=line, pretrain_loss=pre_loss)
     return out
 
 
 def run(config: Config, *, device: torch.device, seed: int) -> dict:
-    """The curvature measurements over ``curvature_seeds`` independent nets, and the NAQ check.
-
-    Seed ``seed + k`` gives net ``k`` its initial weights; its Rademacher draws are seeded by ``k``;
-    net 0 is the one the figures show."""
+    """The curvature measurements over ``curvature_seeds`` independent nets, and the NAQ check; net 0
+    is the one the figures show."""
     jobs = [dict(config=config, device=device, seed=seed, k=k) for k in range(config.curvature_seeds)]
-    nets = parallel_map(curvature_seed, jobs, config, device, "curvature seeds")
+    nets = parallel_map(curvature_seed, jobs, config, device, "curvature nets")
     stats = {key: [net["stats"][key] for net in nets] for key in nets[0]["stats"]}
     first = {key: nets[0][key] for key in ("scaling", "line", "pretrain_loss")}
     return {**first, "seed_stats": stats, "sigmas": np.array(config.sigmas), "sigma_ref": config.sigma_ref,
@@ -395,8 +439,9 @@ def learning_rates(config: Config, name: str) -> tuple[float, ...]:
     return config.lrs_sgd if VARIANTS[name][0] == "sgd" else config.lrs_adaptive
 
 
-def make_optimizer(name: str, params, lr: float, seed: int) -> torch.optim.Optimizer:
-    """The optimizer called ``name`` (a key of :data:`VARIANTS`) at learning rate ``lr``."""
+def make_optimizer(name: str, params, lr: float, generator: torch.Generator | None = None) -> torch.optim.Optimizer:
+    """The optimizer called ``name`` (a key of :data:`VARIANTS`) at learning rate ``lr``; an Alice
+    variant draws its Rademacher z from ``generator`` (a declared stream's)."""
     if name not in VARIANTS:
         raise ValueError(f"unknown optimizer {name!r}: allowed values are {', '.join(map(repr, VARIANTS))}")
     kind, options = VARIANTS[name]
@@ -405,7 +450,10 @@ def make_optimizer(name: str, params, lr: float, seed: int) -> torch.optim.Optim
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr)
     cls = HeavyBallAlice if kind == "heavy-ball" else Alice
-    return cls(params, lr=lr, seed=seed, **options)
+    opt = cls(params, lr=lr, **options)
+    if generator is not None:
+        opt.generator = generator   # the optimizer's own generator attribute, seeded from the stream
+    return opt
 
 
 def evaluation_counts(opt: torch.optim.Optimizer, steps: int) -> np.ndarray:
@@ -418,24 +466,28 @@ def evaluation_counts(opt: torch.optim.Optimizer, steps: int) -> np.ndarray:
 def training_split(config: Config, *, seed: int, device) -> dict:
     """Training (minus validation), validation and test tensors (float32); the validation examples
     are a seeded subset of the training split, the test split is never used to choose anything."""
-    x_tr, y_tr, x_te, y_te = load_digits_split(seed=seed, dtype=torch.float32, device=device)
-    perm = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(seed + 7)).to(x_tr.device)
+    x_tr, y_tr, x_te, y_te = load_digits_split(seed=STREAMS.seed(seed, "split"), dtype=torch.float32, device=device)
+    perm = torch.randperm(len(x_tr), generator=STREAMS.torch(seed, "validation")).to(x_tr.device)
     val, fit = perm[:config.validation], perm[config.validation:]
     return {"train": (x_tr[fit], y_tr[fit]), "val": (x_tr[val], y_tr[val]), "test": (x_te, y_te)}
 
 
-def train_runs(config: Config, name: str, lr: float, split: dict, *, device, seed: int) -> dict:
-    """All seeds of optimizer ``name`` at rate ``lr``, trained together as one seed-batched model.
+def train_runs(config: Config, name: str, lr: float, split: dict, *, device, seed: int, role: str) -> dict:
+    """All units of optimizer ``name`` at rate ``lr``, trained together as one seed-batched model.
 
-    Seeds ``0 … selection_seeds − 1`` select the rate (validation), the rest are reported (test).
-    Returns per-probe arrays of shape ``(probes, seeds)`` and the probe steps of both comparisons."""
-    S = config.selection_seeds + config.report_seeds
-    run_seeds = [seed * 1000 + 100 + k for k in range(S)]
-    model = SeedBatchedMLP([mlp(config.hidden, "relu", seed=s) for s in run_seeds]).to(device)
-    opt = make_optimizer(name, model.parameters(), lr, seed=seed * 1000 + 7)
+    ``role="selection"``: the ``selection_seeds`` units that select the rate (validation accuracy);
+    ``"test"``: the ``report_seeds`` units whose test accuracy is reported. Unit ``u`` has the same
+    initial weights and data order under every optimizer (paired comparisons). Returns per-probe
+    arrays of shape ``(probes, units)`` and the probe steps of both comparisons."""
+    init, order, alice = ROLES[role]
+    S = config.selection_seeds if role == "selection" else config.report_seeds
+    model = SeedBatchedMLP([mlp(config.hidden, "relu", seed=STREAMS.seed(seed, init, u)) for u in range(S)]).to(device)
+    opt = make_optimizer(name, model.parameters(), lr, generator=STREAMS.torch(seed, alice))
     x, y = split["train"]
-    # seed k reads the training set in its own random order (independent batch sequences)
-    perms = torch.stack([torch.randperm(len(x), generator=torch.Generator().manual_seed(s)) for s in run_seeds]).to(x.device)
+    # unit u reads the training set in its own random order; the batch sampler below is a fixed schedule
+    # (its seed 0 is the same for every chapter seed: all randomness of the order is in these permutations)
+    perms = torch.stack([torch.randperm(len(x), generator=STREAMS.torch(seed, order, u))
+                         for u in range(S)]).to(x.device)
     data = (x[perms].transpose(0, 1).contiguous(), y[perms].T.contiguous())   # (N, S, 64), (N, S)
     budget = 3 * config.train_steps
     counts = evaluation_counts(opt, 3 * budget)
@@ -473,7 +525,7 @@ def train_runs(config: Config, name: str, lr: float, split: dict, *, device, see
             return float("nan")
 
     hist = train(model, opt, seedwise_cross_entropy, data, steps=steps, batch_size=config.batch_size,
-                 probe_every=config.eval_every, probes={"m": probe}, seed=seed * 1000 + 3, step_fn=step_fn,
+                 probe_every=config.eval_every, probes={"m": probe}, seed=0, step_fn=step_fn,
                  progress=False, probe_data=(data[0][:config.batch_size], data[1][:config.batch_size]),
                  probe_at=(config.train_steps, at_budget), description=name)
     out = {"step": np.array(hist["step"]), "evals": counts[np.array(hist["step"])],
@@ -483,32 +535,35 @@ def train_runs(config: Config, name: str, lr: float, split: dict, *, device, see
     return out
 
 
-def select_rate(config: Config, runs: dict, point: str) -> float:
-    """The rate with the best mean validation accuracy of the selection seeds at ``point``
-    (``"steps"`` or ``"evals"``); ties go to the lower validation loss; diverged runs are out."""
-    sel = slice(0, config.selection_seeds)
-
+def select_rate(runs: dict, point: str) -> float:
+    """The rate with the best mean validation accuracy of the selection runs at ``point`` (``"steps"``
+    or ``"evals"``); ties go to the lower validation loss; diverged runs are out."""
     def score(lr: float) -> tuple[float, float]:
         r = runs[lr]
         i = np.flatnonzero(r["step"] == r["point_step"][point])
         if r["diverged"] or not len(i):
             return (-math.inf, -math.inf)
-        return (float(r["val_acc"][i[0], sel].mean()), -float(r["val_loss"][i[0], sel].mean()))
+        return (float(r["val_acc"][i[0]].mean()), -float(r["val_loss"][i[0]].mean()))
     return max(runs, key=score)
 
 
 def run_training(config: Config, *, device: torch.device, seed: int) -> dict:
-    """The learning-rate sweep of every optimizer, rate selection and the reported runs."""
+    """The learning-rate sweep of every optimizer on selection units, the rate selection, then the
+    reported runs (test units) at each selected rate."""
     split = training_split(config, seed=seed, device=device)
     # Alice's runs first: they take longest, so the workers finish together
     order = sorted(VARIANTS, key=lambda name: VARIANTS[name][0] in ("adam", "sgd"))
-    jobs = [dict(config=config, name=name, lr=lr, split=split, device=device, seed=seed)
-            for name in order for lr in learning_rates(config, name)]
-    done = parallel_map(train_runs, jobs, config, device, "learning-rate sweep")
-    runs: dict[str, dict] = {name: {} for name in VARIANTS}
-    for job, result in zip(jobs, done):
-        runs[job["name"]][job["lr"]] = result
-    runs = {name: dict(sorted(runs[name].items())) for name in VARIANTS}
-    selected = {name: {point: select_rate(config, runs[name], point) for point in POINTS} for name in VARIANTS}
-    return {"runs": runs, "selected": selected, "budget": 3 * config.train_steps,
+    common = dict(config=config, split=split, device=device, seed=seed)
+    jobs = [dict(common, name=name, lr=lr, role="selection") for name in order for lr in learning_rates(config, name)]
+    sweep: dict[str, dict] = {name: {} for name in VARIANTS}
+    for job, result in zip(jobs, parallel_map(train_runs, jobs, config, device, "learning-rate sweep")):
+        sweep[job["name"]][job["lr"]] = result
+    sweep = {name: dict(sorted(sweep[name].items())) for name in VARIANTS}
+    selected = {name: {point: select_rate(sweep[name], point) for point in POINTS} for name in VARIANTS}
+    jobs = [dict(common, name=name, lr=lr, role="test") for name in order
+            for lr in sorted(set(selected[name].values()))]
+    reports: dict[str, dict] = {name: {} for name in VARIANTS}
+    for job, result in zip(jobs, parallel_map(train_runs, jobs, config, device, "reported runs")):
+        reports[job["name"]][job["lr"]] = result
+    return {"sweep": sweep, "selected": selected, "reports": reports, "budget": 3 * config.train_steps,
             "sizes": {k: len(v[0]) for k, v in split.items()}}
