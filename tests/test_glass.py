@@ -23,6 +23,9 @@ def kink_loss(out, y):
     return out.mean()
 
 
+kink_loss.reduction = "mean"  # a plain loss function states its reduction (curvnb.curvature refuses to guess)
+
+
 def test_one_relu_by_hand():
     # L(w) = relu(w) at w0 = 0.001, σ = 0.01, z = +1: g₊ = 1, g₋ = 0, g₀ = 1
     model = Kinks(torch.zeros(1, dtype=torch.float64), w0=0.001)

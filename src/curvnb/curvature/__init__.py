@@ -1,7 +1,8 @@
 """Curvature operators and spectra: Hessian/GGN products, Lanczos, traces, densities, gradient covariance, NTK.
 
 Every function takes any ``torch.nn.Module``, a scalar loss ``loss_fn(outputs, targets)`` (mean
-or sum reduction, read from ``loss_fn.reduction``; ``"none"`` is refused) and ``data`` as one
+or sum reduction, read from ``loss_fn.reduction``; a plain function must pass ``reduction="mean"``
+or ``"sum"``; ``"none"`` is refused) and ``data`` as one
 ``(x, y)`` batch or an iterable of batches (accumulated exactly: weighted by n_b / N for a mean, by
 1 for a sum). Parameters are one flat vector of length P in ``model.parameters()`` order
 (trainable ones only). The model is evaluated in the mode it is in (``train()``/``eval()``):

@@ -46,11 +46,12 @@ def _shift(params: Sequence[torch.Tensor], delta: torch.Tensor, scale: float) ->
 
 
 def perturbed_gradients(model: nn.Module, loss_fn: Callable, data: Any, sigma: float,
-                        z: torch.Tensor) -> dict[str, Any]:
+                        z: torch.Tensor, *, reduction: str | None = None) -> dict[str, Any]:
     """Flat gradients at ``ν + σz``, ``ν − σz`` and ``ν`` (the model's parameters), same data for all.
 
     Returns ``{"g_plus", "g_minus", "g0", "loss_plus", "loss_minus", "loss0"}``. The parameters
-    are restored exactly afterwards (they are saved and copied back, not shifted back)."""
+    are restored exactly afterwards (they are saved and copied back, not shifted back). ``reduction``
+    as for :func:`~curvnb.curvature.loss_and_grad` (required for a plain loss function)."""
     if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     params = trainable_parameters(model)
@@ -60,11 +61,11 @@ def perturbed_gradients(model: nn.Module, loss_fn: Callable, data: Any, sigma: f
     try:
         for name, s in (("plus", sigma), ("minus", -sigma)):
             _shift(params, z, s)
-            out[f"loss_{name}"], out[f"g_{name}"] = loss_and_grad(model, loss_fn, data)
+            out[f"loss_{name}"], out[f"g_{name}"] = loss_and_grad(model, loss_fn, data, reduction=reduction)
             with torch.no_grad():
                 for p, v in zip(params, saved):
                     p.copy_(v)
-        out["loss0"], out["g0"] = loss_and_grad(model, loss_fn, data)
+        out["loss0"], out["g0"] = loss_and_grad(model, loss_fn, data, reduction=reduction)
     finally:
         with torch.no_grad():
             for p, v in zip(params, saved):
@@ -98,7 +99,8 @@ def glass_density_samples(g_plus: torch.Tensor, g_minus: torch.Tensor, g0: torch
 
 def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: Sequence[float], *,
                        num_samples: int = 4, seed: int = 0, hessian_method: str = "abs",
-                       groups: Sequence[tuple[str, slice]] | None = None) -> dict[str, np.ndarray]:
+                       groups: Sequence[tuple[str, slice]] | None = None,
+                       reduction: str | None = None) -> dict[str, np.ndarray]:
     """Mean gradient-difference statistics at each σ (the same ``num_samples`` Rademacher z for every σ).
 
     Returns arrays of shape ``(len(sigmas),)``: ``even`` = mean (ḡ − g₀)², ``odd`` = mean ((g₊ − g₋)/2)²,
@@ -113,7 +115,7 @@ def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: S
     out = {k: np.zeros(len(sigmas)) for k in keys}
     for i, sigma in enumerate(sigmas):
         for z in zs:
-            r = perturbed_gradients(model, loss_fn, data, float(sigma), z)
+            r = perturbed_gradients(model, loss_fn, data, float(sigma), z, reduction=reduction)
             gbar = kernel_averaged_gradient(r["g_plus"], r["g_minus"])
             rho = glass_density_samples(r["g_plus"], r["g_minus"], r["g0"], sigma)
             hess = hessian_diagonal_samples(r["g_plus"], r["g_minus"], sigma, hessian_method)

@@ -93,9 +93,15 @@ def loss_reduction(loss_fn: Callable, reduction: str | None = None) -> str:
     """The reduction of ``loss_fn`` over examples, ``"mean"`` or ``"sum"``.
 
     ``reduction`` overrides it; otherwise ``loss_fn.reduction`` where the loss has one (torch's loss
-    modules), else ``"mean"`` (a plain function is assumed to return the mean loss of its batch).
+    modules). A loss without one (a plain function) must say which it is: nothing guesses, since
+    taking a sum for a mean weights the batches wrongly and scales every result by the batch size.
     ``"none"`` is refused: the operators need a scalar loss."""
-    r = reduction if reduction is not None else getattr(loss_fn, "reduction", "mean")
+    r = reduction if reduction is not None else getattr(loss_fn, "reduction", None)
+    if r is None:
+        name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+        raise ValueError(f"the loss {name!r} has no .reduction attribute, so whether it returns the mean or the sum "
+                         "over a batch's examples is unknown: pass reduction='mean' or reduction='sum' (torch's "
+                         "loss modules, e.g. nn.CrossEntropyLoss(), carry their own)")
     if r == "batchmean":  # KLDivLoss: sum over the batch / batch size, a per-example mean
         r = "mean"
     if r not in REDUCTIONS:
