@@ -5,6 +5,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.curvnb-installed
 PROFILE ?= quick
+TEST_WORKERS ?= 2
 
 .PHONY: setup book test browser bench clean
 
@@ -29,8 +30,10 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 test: setup browser
-	@# the 15 slowest tests are listed at the end: where the suite's minutes go
-	@$(PY) -m pytest --durations=15
+	@# two pytest-xdist workers (the cores of a 2-core CI runner): the modules that execute chapters share
+	@# one of them (xdist_group "book", tests/conftest.py), the rest is spread over both; the 15 slowest
+	@# tests are listed at the end: where the suite's minutes go
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 bench: setup
 	@# --no-deps: the extras would otherwise pull torchvision and move torch off the pinned version.
