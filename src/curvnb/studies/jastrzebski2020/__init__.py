@@ -8,38 +8,39 @@ is better conditioned (Conjecture 2).
 
 The quick profile trains a small 1D-CNN on MNIST-1D (generated offline) with plain SGD for
 η ∈ {0.05, 0.1, 0.2} at S = 32 and S ∈ {16, 128} at η = 0.1 (S = 128 for 45 epochs, the others
-15), over ``Config.seeds`` independent seeds (initialisation, batch order and probe subsets),
-probing λ_H¹ (Lanczos on 500 fixed training examples), the full spectrum of K (exact, from
-per-example gradients of 256 fixed examples, in float64) and the test accuracy twice per epoch
-and more often early. It also runs full-batch GD with a squared loss on 256 examples per seed to
-test the edge of stability (Cohen et al. 2021). The full profile is the paper's SimpleCNN on
-CIFAR-10 from a local folder, with the batch-norm sweep.
+15), over ``Config.seeds`` independent units (initialisation, batch order, probe subsets and Lanczos
+start, each from the declared streams :data:`STREAMS`), probing λ_H¹ (Lanczos on 500 fixed training
+examples), the full spectrum of K (exact, from per-example gradients of 256 fixed examples, in
+float64) and the test accuracy twice per epoch and more often early. It also runs full-batch GD
+with a squared loss on 256 examples per unit to test the edge of stability (Cohen et al. 2021). The
+full profile is the paper's SimpleCNN on CIFAR-10 from a local folder, with the batch-norm sweep.
 
-Every claim is a pre-registered statistic over the seeds with a 95 % interval (:mod:`curvnb.stats`);
-the chapter's conclusions are generated from the claim records by :func:`summary_markdown`.
-
-The study is split in two: :mod:`curvnb.studies.jastrzebski2020.compute` (configuration, profiles and the
-cached computations) and :mod:`curvnb.studies.jastrzebski2020.report` (claims, figures, prose). The result cache keys on the
-compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
+Every claim is declared once in :mod:`~curvnb.studies.jastrzebski2020.specs` and decided by the verdict
+engine (:func:`curvnb.claims.evaluate`) over the units. The study is split in four:
+:mod:`~curvnb.studies.jastrzebski2020.compute` (configuration, profiles, streams and the cached runs;
+the result cache keys on it only), :mod:`~curvnb.studies.jastrzebski2020.measures` (measurements of
+one run), :mod:`~curvnb.studies.jastrzebski2020.specs` (the claims) and
+:mod:`~curvnb.studies.jastrzebski2020.report` (narrative, figures, slider views). Every public name is
+re-exported here.
 """
 
 from curvnb.studies.jastrzebski2020.compute import (ALPHA_GRID, Config, DATASETS, EOS_LOSSES, HalfSquaredError,
-                                                    MODELS, PROFILES, accuracy_probe, combine, covariance_probe,
-                                                    eos_loss_fn, epochs_for, load_data, make_model,
-                                                    overshoot_probe, run, run_eos, run_seed, run_sgd, run_specs,
-                                                    top_hessian_probe)
-from curvnb.studies.jastrzebski2020.report import (EOS_BAND, EOS_IN_BAND, EOS_LOSS_DROP, EOS_MEDIAN,
-                                                   EOS_PRECONDITION, LAMBDA_H, LAMBDA_K, QUANTITIES, after_start,
-                                                   break_even_index, claim_sentence, claims,
-                                                   conditioning_after_break_even, draw_run,
-                                                   effective_rank_after_break_even, eos_markdown, eos_window,
-                                                   figure_accuracy, figure_covariance, figure_eos,
-                                                   figure_overshoot, figure_plane, figure_sharpness,
-                                                   final_test_accuracy, run_labels, running_median_max, runs_table,
-                                                   second_half, sharpening, smoothed_max, summary_markdown,
-                                                   widget_view)
+                                                    MODELS, PROFILES, STREAMS, accuracy_probe, combine,
+                                                    covariance_probe, eos_loss_fn, epochs_for, int_seed, load_data,
+                                                    make_model, overshoot_probe, probes_for, run, run_eos, run_seed,
+                                                    run_sgd, run_specs, top_hessian_probe)
+from curvnb.studies.jastrzebski2020.measures import (EOS_BAND, EOS_IN_BAND, EOS_LOSS_DROP, EOS_MEDIAN,
+                                                     EOS_PRECONDITION, after_start, break_even_index,
+                                                     conditioning_after_break_even, effective_rank_after_break_even,
+                                                     eos_window, final_test_accuracy, lr_runs, replicates, run_of,
+                                                     running_median_max, second_half, sharpening, smoothed_max)
+from curvnb.studies.jastrzebski2020.report import (LAMBDA_H, LAMBDA_K, QUANTITIES, claims_markdown, draw_run,
+                                                   figure_accuracy, figure_covariance, figure_eos, figure_overshoot,
+                                                   figure_plane, figure_sharpness, run_labels, runs_table,
+                                                   summary_markdown, why, widget_view)
+from curvnb.studies.jastrzebski2020.specs import SPECS, claim_results
 
 TITLE = "The break-even point on optimization trajectories"
-COST = {"quick": "≈3 min on 2 CPU cores (3 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",
-        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 5 seeds; resumable)",
+COST = {"quick": "≈5 min on 2 CPU cores (6 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",
+        "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 6 seeds; resumable)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

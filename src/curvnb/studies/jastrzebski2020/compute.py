@@ -17,9 +17,25 @@ import torch
 from torch import nn
 
 from curvnb.cache import cache_key
+from curvnb.seeds import declare_streams, seed_torch
 from curvnb.curvature import (flatten, gradient_covariance_eigenvalues, hessian_eigenvalues, loss_and_grad,
                               trainable_parameters, unflatten_like)
 from curvnb.train import evaluate, train
+
+
+# Every random draw of a run: unit r of chapter seed k draws from (k, stream, r). All runs of one unit
+# (the SGD sweeps and the GD run) share its initialisation, probe subsets, batch order and Lanczos
+# start. There is no rate selection in this chapter, hence no selection stream.
+STREAMS = declare_streams("jastrzebski2020", {"init": ("test", 64), "probe-subsets": ("test", 64),
+                                              "batches": ("test", 64), "lanczos": ("test", 64)})
+
+
+def int_seed(chapter_seed: int, stream: str, unit: int) -> int:
+    """A 31-bit integer seed drawn from the declared stream, for library calls that take an ``int`` seed
+    and seed a torch CPU generator with it (``curvnb.train.train``'s batch order, the Lanczos start
+    vector): torch keeps only the low 32 bits of a seed, which the stream seed shares across chapter
+    seeds, so those calls get a value drawn from the stream's own 64-bit generator instead."""
+    return int(STREAMS.numpy(chapter_seed, stream, unit).integers(2**31))
 
 
 DATASETS = ("mnist1d", "cifar10")
@@ -33,7 +49,9 @@ class Config:
     data_folder: str = ""                    # CIFAR-10 folder ("": $CURVNB_DATA/cifar10 or data/cifar10)
     num_samples: int = 5000                  # MNIST-1D: 4000 train / 1000 test
     model: str = "cnn1d"                     # "cnn1d" | "simplecnn"
-    seeds: int = 3                           # independent seeds: seed, seed + 1, ... (one cache entry each)
+    # independent units (seeds): unit r draws from the declared streams (chapter seed, stream, r), one
+    # cache entry each; 6 = the fewest with which a median has a 95 % interval (exact order statistics)
+    seeds: int = 6
     lrs: tuple[float, ...] = (0.05, 0.1, 0.2)  # learning-rate sweep at S = batch_size
     batch_size: int = 32
     batch_sizes: tuple[int, ...] = (16, 128)   # batch-size sweep at η = batch_lr
@@ -44,6 +62,9 @@ class Config:
     # than S = 16) and is still under-trained after 15 epochs
     batch_epochs: tuple[tuple[int, int], ...] = ((128, 45),)
     probes_per_epoch: int = 2
+    # (S, probes per epoch) overrides: the 45-epoch S = 128 run is probed once per epoch (still ≥ 45
+    # probes for claim 5's running median; its probes were a third of a unit's cost)
+    batch_probes: tuple[tuple[int, int], ...] = ((128, 1),)
     early_probes: int = 3                    # extra probes inside the first probe interval
     hessian_examples: int = 500
     hessian_k: int = 1
@@ -64,9 +85,9 @@ class Config:
 
 PROFILES = {
     "quick": Config(),
-    "full": Config(dataset="cifar10", model="simplecnn", seeds=5, lrs=(0.001, 0.01, 0.1), batch_size=128,
+    "full": Config(dataset="cifar10", model="simplecnn", seeds=6, lrs=(0.001, 0.01, 0.1), batch_size=128,
                    batch_sizes=(32, 512), batch_lr=0.01, bn_lrs=(0.001, 0.01, 0.1, 1.0), epochs=200,
-                   batch_epochs=(), probes_per_epoch=1, early_probes=4, hessian_examples=2250, hessian_k=5,
+                   batch_epochs=(), batch_probes=(), probes_per_epoch=1, early_probes=4, hessian_examples=2250, hessian_k=5,
                    hessian_tol=1e-3, cov_examples=1000, eos_examples=1000, eos_lr=0.02, eos_steps=3000,
                    eos_probe_every=25, checkpoints=True, workers=1),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
@@ -220,6 +241,11 @@ def epochs_for(config: Config, batch_size: int) -> int:
     return dict(config.batch_epochs).get(batch_size, config.epochs)
 
 
+def probes_for(config: Config, batch_size: int) -> int:
+    """Probes per epoch of a run with batch size ``batch_size`` (``config.batch_probes`` overrides)."""
+    return dict(config.batch_probes).get(batch_size, config.probes_per_epoch)
+
+
 def run_specs(config: Config) -> list[dict[str, Any]]:
     """Every SGD run of the study: the LR sweep, the batch-size sweep and the BN sweep (no duplicates)."""
     specs = [{"lr": lr, "batch_size": config.batch_size, "bn": False, "sweep": "lr"} for lr in config.lrs]
@@ -241,12 +267,12 @@ def run_specs(config: Config) -> list[dict[str, Any]]:
     return unique
 
 
-def _checkpoint_path(config: Config, seed: int, device: torch.device, name: str) -> Path | None:
+def _checkpoint_path(config: Config, seed: int, unit: int, device: torch.device, name: str) -> Path | None:
     if not config.checkpoints:
         return None
     from curvnb.paths import build_dir
 
-    key = cache_key(config=config, seed=seed, device=device.type, run=name)
+    key = cache_key(config=config, seed=seed, unit=unit, device=device.type, run=name)
     return build_dir() / "checkpoints" / "jastrzebski2020" / f"{name.replace(' ', '').replace(',', '_')}-{key}.pt"
 
 
@@ -278,27 +304,27 @@ def _arrays(history: dict[str, Any], steps_per_epoch: float) -> dict[str, Any]:
 
 
 def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, Any], data=None,
-            alpha: bool = True, progress: bool = True) -> dict[str, Any]:
+            alpha: bool = True, progress: bool = True, unit: int = 0) -> dict[str, Any]:
     """One SGD run with curvature probes; returns arrays and final train/test accuracy.
 
-    ``seed`` sets the initialisation (shared by every run of this seed), the batch order and the
-    probe subsets. ``alpha=False`` skips the α* probe (only the figure of the first seed uses it; it
+    Unit ``unit`` of chapter seed ``seed`` sets the initialisation (shared by every run of the unit),
+    the batch order, the probe subsets and the Lanczos start (:data:`STREAMS`). ``alpha=False`` skips the α* probe (only the figure of the first seed uses it; it
     is also skipped where ``spec["alpha_probe"]`` is false)."""
     xtr, ytr, xte, yte = data if data is not None else load_data(config, device)
     loss_fn = nn.CrossEntropyLoss()
-    g = torch.Generator().manual_seed(seed + 17)
-    perm = torch.randperm(len(xtr), generator=g).to(xtr.device)
+    perm = torch.randperm(len(xtr), generator=STREAMS.torch(seed, "probe-subsets", unit)).to(xtr.device)
     hess_data = (xtr[perm[:config.hessian_examples]], ytr[perm[:config.hessian_examples]])
     cov_idx = perm[config.hessian_examples:config.hessian_examples + config.cov_examples]
     cov_data = (xtr[cov_idx], ytr[cov_idx])
-    torch.manual_seed(seed)  # the same initialisation for every run of this seed
+    seed_torch(STREAMS.seed(seed, "init", unit))  # the same initialisation for every run of this unit
     model = make_model(config, xtr, batch_norm=spec["bn"]).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec["lr"])
     steps_per_epoch = len(xtr) // spec["batch_size"]
-    probe_every = max(1, steps_per_epoch // config.probes_per_epoch)
+    probe_every = max(1, steps_per_epoch // probes_for(config, spec["batch_size"]))
     early = [int(round(probe_every * i / (config.early_probes + 1))) for i in range(1, config.early_probes + 1)]
     step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
-    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol, seed=seed),
+    probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol,
+                                           seed=int_seed(seed, "lanczos", unit)),
               "covariance": covariance_probe(loss_fn, cov_data, cutoff=config.cov_cutoff,
                                              float64=spec.get("cov_float64", True)),
               "test": accuracy_probe(loss_fn, (xte, yte))}
@@ -310,9 +336,9 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
         probe_when["alpha_star"] = lambda step: step <= alpha_until
     history = train(model, opt, loss_fn, (xtr, ytr), steps=spec["epochs"] * steps_per_epoch,
                     batch_size=spec["batch_size"], probe_every=probe_every, probe_at=[s for s in early if s > 0],
-                    probes=probes, probe_when=probe_when, seed=seed, probe_data=hess_data, progress=progress,
-                    description=f"seed {seed}: {spec['label']}",
-                    checkpoint=_checkpoint_path(config, seed, device, spec["label"]))
+                    probes=probes, probe_when=probe_when, seed=int_seed(seed, "batches", unit), probe_data=hess_data,
+                    progress=progress, description=f"seed {seed}, unit {unit}: {spec['label']}",
+                    checkpoint=_checkpoint_path(config, seed, unit, device, spec["label"]))
     out = {**spec, **_arrays(history, steps_per_epoch)}
     if not alpha:
         out["alpha_star"] = np.full(len(out["step"]), np.nan)
@@ -321,19 +347,21 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     return out
 
 
-def run_eos(config: Config, *, device: torch.device, seed: int, data=None, progress: bool = True) -> dict[str, Any]:
-    """Full-batch GD on ``eos_examples`` training examples, sharpness every ``eos_probe_every`` steps."""
+def run_eos(config: Config, *, device: torch.device, seed: int, data=None, progress: bool = True,
+            unit: int = 0) -> dict[str, Any]:
+    """Full-batch GD on ``eos_examples`` training examples, sharpness every ``eos_probe_every`` steps
+    (unit ``unit`` of chapter seed ``seed``: the unit's initialisation and Lanczos start)."""
     xtr, ytr = (data if data is not None else load_data(config, device))[:2]
     x, y = xtr[:config.eos_examples], ytr[:config.eos_examples]
     loss_fn = eos_loss_fn(config)
-    torch.manual_seed(seed)
+    seed_torch(STREAMS.seed(seed, "init", unit))
     model = make_model(config, x).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.eos_lr)
-    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=seed)
-    history = train(model, opt, loss_fn, (x, y), steps=config.eos_steps, batch_size=len(x),
-                    probe_every=config.eos_probe_every, probe_data=(x, y), seed=seed, progress=progress,
-                    probes={"hessian": hessian}, description=f"seed {seed}: GD η={config.eos_lr:g}",
-                    checkpoint=_checkpoint_path(config, seed, device, "eos"))
+    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=int_seed(seed, "lanczos", unit))
+    history = train(model, opt, loss_fn, (x, y), steps=config.eos_steps, batch_size=len(x),  # full batch: no order
+                    probe_every=config.eos_probe_every, probe_data=(x, y), seed=0, progress=progress,
+                    probes={"hessian": hessian}, description=f"seed {seed}, unit {unit}: GD η={config.eos_lr:g}",
+                    checkpoint=_checkpoint_path(config, seed, unit, device, "eos"))
     return {"lr": config.eos_lr, "examples": len(x), "loss_name": config.eos_loss, **_arrays(history, 1.0)}
 
 
@@ -360,12 +388,13 @@ def _worker_pool(workers: int):
     return _POOL
 
 
-def _job(config: Config, seed: int, spec: dict[str, Any] | None, data, alpha: bool) -> dict[str, Any]:
-    """One run in a worker: an SGD run (``spec``) or, with ``spec=None``, the full-batch GD run."""
-    cpu = torch.device("cpu")
+def _job(config: Config, seed: int, unit: int, spec: dict[str, Any] | None, data) -> dict[str, Any]:
+    """One run of unit ``unit``: an SGD run (``spec``) or, with ``spec=None``, the full-batch GD run.
+    α* is probed on unit 0 only (the figure)."""
     if spec is None:
-        return run_eos(config, device=cpu, seed=seed, data=data, progress=False)
-    return run_sgd(config, device=cpu, seed=seed, spec=spec, data=data, alpha=alpha, progress=False)
+        return run_eos(config, device=torch.device("cpu"), seed=seed, data=data, progress=False, unit=unit)
+    return run_sgd(config, device=torch.device("cpu"), seed=seed, spec=spec, data=data, alpha=unit == 0,
+                   progress=False, unit=unit)
 
 
 def _expected_cost(config: Config, spec: dict[str, Any] | None, alpha: bool = False) -> float:
@@ -374,13 +403,13 @@ def _expected_cost(config: Config, spec: dict[str, Any] | None, alpha: bool = Fa
     if spec is None:
         return (config.eos_steps // config.eos_probe_every + 1) * 0.06 + config.eos_steps * 0.006
     steps = spec["epochs"] * int(0.8 * config.num_samples) // spec["batch_size"]
-    probes = spec["epochs"] * config.probes_per_epoch + config.early_probes + 1
+    probes = spec["epochs"] * probes_for(config, spec["batch_size"]) + config.early_probes + 1
     per_probe = 0.12 + (0.2 if spec.get("cov_float64", True) else 0.085)
     alpha_cost = 4.0 if alpha and spec.get("alpha_probe", True) else 0.0
     return probes * per_probe + steps * (0.0015 + 0.000027 * spec["batch_size"]) + alpha_cost
 
 
-_PENDING: dict[tuple[str, int, int], Any] = {}  # (config key, run seed, job index) -> Future
+_PENDING: dict[tuple[str, int, int, int], Any] = {}  # (config key, chapter seed, unit, job index) -> Future
 
 
 def _jobs(config: Config) -> list[dict[str, Any] | None]:
@@ -388,68 +417,68 @@ def _jobs(config: Config) -> list[dict[str, Any] | None]:
     return [*run_specs(config), None]
 
 
-def _submit_remaining(config: Config, data, first_seed: int, replicate: int) -> None:
-    """Queue the runs of seeds ``replicate, …, config.seeds − 1`` not queued yet, longest first over all
+def _submit_remaining(config: Config, data, seed: int, replicate: int) -> None:
+    """Queue the runs of units ``replicate, …, config.seeds − 1`` not queued yet, longest first over all
     of them: a later :func:`run_seed` call finds its runs already done or running, so the workers are
-    never idle at the end of a seed. (Editing the code invalidates every seed's cache entry at once,
-    so the later seeds are needed whenever an earlier one is.)"""
+    never idle at the end of a unit. (Editing the code invalidates every unit's cache entry at once,
+    so the later units are needed whenever an earlier one is.)"""
     pool = _worker_pool(config.workers)
     key = cache_key(config=config)
     todo = [(r, i, job) for r in range(replicate, config.seeds) for i, job in enumerate(_jobs(config))
-            if (key, first_seed + r, i) not in _PENDING]
+            if (key, seed, r, i) not in _PENDING]
     for r, i, job in sorted(todo, key=lambda t: (-_expected_cost(config, t[2], t[0] == 0), t[0])):
-        _PENDING[(key, first_seed + r, i)] = pool.submit(_job, config, first_seed + r, job, data, r == 0)
+        _PENDING[(key, seed, r, i)] = pool.submit(_job, config, seed, r, job, data)
 
 
 def run_seed(config: Config, *, device: torch.device, seed: int, replicate: int = 0,
              progress: bool = True) -> dict[str, Any]:
-    """Every SGD run and the GD run for run seed ``seed + replicate`` (one cache entry per replicate).
+    """Every SGD run and the GD run of unit ``replicate`` of chapter seed ``seed`` (one cache entry per
+    unit; its random draws come from the streams (seed, stream, replicate), :data:`STREAMS`).
 
     On CPU with ``config.workers > 1`` the runs go to single-threaded worker processes, queued
-    together with those of the remaining seeds (see :func:`_submit_remaining`). Each run is seeded on
+    together with those of the remaining units (see :func:`_submit_remaining`). Each run is seeded on
     its own, so the result does not depend on which worker ran it or when."""
     from tqdm.auto import tqdm
 
-    run_seed_value = seed + replicate
     data = load_data(config, device)
     jobs = _jobs(config)
-    alpha = replicate == 0
     done: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(jobs), desc=f"seed {run_seed_value}", leave=False, disable=not progress)
+    bar = tqdm(total=len(jobs), desc=f"unit {replicate}", leave=False, disable=not progress)
     if device.type == "cpu" and config.workers > 1:
         from concurrent.futures import as_completed
 
         _submit_remaining(config, data, seed, replicate)
         key = cache_key(config=config)
-        futures = {_PENDING.pop((key, run_seed_value, i)): i for i in range(len(jobs))}
+        futures = {_PENDING.pop((key, seed, replicate, i)): i for i in range(len(jobs))}
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()
             bar.update(1)
     else:
         for i, spec in enumerate(jobs):
             if spec is None:
-                done[i] = run_eos(config, device=device, seed=run_seed_value, data=data, progress=progress)
+                done[i] = run_eos(config, device=device, seed=seed, data=data, progress=progress, unit=replicate)
             else:
-                done[i] = run_sgd(config, device=device, seed=run_seed_value, spec=spec, data=data, alpha=alpha,
-                                  progress=progress)
+                done[i] = run_sgd(config, device=device, seed=seed, spec=spec, data=data, alpha=replicate == 0,
+                                  progress=progress, unit=replicate)
             bar.update(1)
     bar.close()
     specs = jobs[:-1]
     runs = {spec["label"]: done[i] for i, spec in enumerate(specs)}
-    return {"seed": run_seed_value, "runs": runs, "eos": done[len(specs)], "n_train": len(data[0]),
+    return {"seed": seed, "unit": replicate, "runs": runs, "eos": done[len(specs)], "n_train": len(data[0]),
             "n_test": len(data[2])}
 
 
 def combine(replicates: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The results of several seeds in one dict: ``replicates`` (one :func:`run_seed` result each),
-    ``seeds``, and the first seed's ``runs`` and ``eos`` (what the trajectory figures show)."""
+    """The results of several units in one dict: ``replicates`` (one :func:`run_seed` result each),
+    ``units``, the chapter ``seed``, and the first unit's ``runs`` and ``eos`` (what the trajectory
+    figures show)."""
     if not replicates:
-        raise ValueError("need at least one seed")
+        raise ValueError("need at least one unit")
     first = replicates[0]
-    return {"replicates": list(replicates), "seeds": [r["seed"] for r in replicates], "runs": first["runs"],
-            "eos": first["eos"], "n_train": first["n_train"], "n_test": first["n_test"]}
+    return {"replicates": list(replicates), "seed": first["seed"], "units": [r["unit"] for r in replicates],
+            "runs": first["runs"], "eos": first["eos"], "n_train": first["n_train"], "n_test": first["n_test"]}
 
 
 def run(config: Config, *, device: torch.device, seed: int) -> dict[str, Any]:
-    """All ``config.seeds`` seeds (uncached; the chapter caches each seed with :func:`run_seed`)."""
+    """All ``config.seeds`` units (uncached; the chapter caches each unit with :func:`run_seed`)."""
     return combine([run_seed(config, device=device, seed=seed, replicate=i) for i in range(config.seeds)])
