@@ -123,11 +123,13 @@ class ReversibleNet(nn.Module):
         depth: number of blocks ``L``. ``init_scale``: std multiplier of the trainable ``W``.
         linear_first: identity ``φ`` in the first block (then it alone is not exactly solvable).
         seed, dtype: the fixed and initial weights are drawn from ``torch.Generator(seed)``.
+        generator: draw them from this generator instead (e.g. :func:`curvnb.seeds.torch_generator`,
+            which uses all 64 bits of a derived seed; ``manual_seed`` keeps only 32 on the CPU).
     """
 
     def __init__(self, in_dim: int, num_classes: int, *, width: int, expansion: int, depth: int,
                  init_scale: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 linear_first: bool = False):
+                 linear_first: bool = False, generator: torch.Generator | None = None):
         super().__init__()
         if width % 2 or width < 2:
             raise ValueError(f"width must be a positive even integer, got {width}")
@@ -135,7 +137,7 @@ class ReversibleNet(nn.Module):
             raise ValueError(f"num_classes ({num_classes}) must be ≤ width ({width})")
         if depth < 1 or expansion < 1:
             raise ValueError(f"depth and expansion must be ≥ 1, got {depth}, {expansion}")
-        g = torch.Generator().manual_seed(seed)
+        g = generator if generator is not None else torch.Generator().manual_seed(seed)
         self.in_dim, self.num_classes, self.width, self.expansion, self.depth = in_dim, num_classes, width, expansion, depth
         self.members: int | None = None  # set by stack(): size of the leading ensemble dimension
         self.register_buffer("P", _orthonormal(in_dim, width, g, dtype))

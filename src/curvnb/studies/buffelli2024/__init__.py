@@ -6,30 +6,32 @@ mini-batch, over several seeds at once (the seeds' networks are stacked into one
 trained by :func:`curvnb.train.train`); NTK distance and feature CKA from initialization via
 :mod:`curvnb.curvature`.
 
-Pre-registered protocol (fixed before running; the claims' statistics and thresholds are those
-of the restated claims):
+Pre-registered protocol (fixed before running; the claims are declared once in
+:mod:`curvnb.studies.buffelli2024.report` and decided by :func:`curvnb.claims.evaluate`):
 
-* **Learning rates.** GN and Adam each get a grid of the same size (``gn_lrs``, ``adam_lrs``);
-  in each regime (full batch, mini-batch) each optimizer's learning rate is the grid value with
-  the lowest validation loss at the end of training, averaged over the seeds. The validation
+* **Learning rates.** GN and Adam each get a grid of the same size (``gn_lrs``, ``adam_lrs``),
+  run on ``selection_seeds`` *selection* units; each group's rate is the grid value that is best by
+  its claims' own objective — full batch: fewest steps to a 10× lower training loss (the speed
+  claim); mini-batch and the lazy-vs-rich control: lowest final validation loss. The validation
   split is held out of the training data; the test split is never used to choose anything.
-* **Seeds.** Every statistical claim is a mean over ``seeds`` independent seeds (initialization,
-  fixed random matrices and batch order) with a Student-t 95 % interval, and counts as
-  reproduced only when that interval lies on the claimed side of the threshold.
+* **Seeds.** Every statistical claim is tested on ``test_seeds`` other, *test* units at the chosen
+  rates (:mod:`curvnb.seeds` streams, disjoint from the selection ones), as a mean (of paired
+  differences) with a Student-t 95 % interval; a unit that diverged enters no contrast.
 
-The study is split in two: :mod:`curvnb.studies.buffelli2024.compute` (configuration, profiles and the
-cached computations) and :mod:`curvnb.studies.buffelli2024.report` (claims, figures, prose). The result cache keys on the
-compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
+The study is a package: :mod:`.compute` (configuration, profiles, streams and the cached
+computations; the result cache keys on it only), :mod:`.report` (claims and prose) and
+:mod:`.figures`. Every public name is re-exported here.
 """
 
-from curvnb.studies.buffelli2024.compute import (Config, OPTIMIZERS, PROFILES, REGIMES, SeedMajor, TUNED,
-                                                 design_condition, drop_private, ensemble_loss, kernel_probes,
-                                                 load_data, make_ensemble, member_eval, run, run_exactness,
-                                                 seed_list, select_lr, train_ensemble)
-from curvnb.studies.buffelli2024.report import (COLORS, NAMES, claim_statistics, claims, draw_sweep,
-                                                figure_batch_overfit, figure_lazy, figure_lr_sweep,
-                                                figure_training, rich_markdown, selection_markdown,
-                                                set_widget_results, steps_to_drop, summary_markdown, _interval)
+from curvnb.studies.buffelli2024.compute import (Config, GROUPS, OPTIMIZERS, PROFILES, REGIMES, SCORES, STREAMS, DIVERGE_FACTOR,
+                                                 SeedMajor, TUNED, Units, design_condition, diverged, drop_private,
+                                                 ensemble_loss, kernel_probes, load_data, make_ensemble, make_net,
+                                                 member_eval, run, run_exactness, select_lr, speed_score,
+                                                 steps_to_drop, train_ensemble, units, validation_score)
+from curvnb.studies.buffelli2024.figures import (COLORS, draw_sweep, figure_batch_overfit, figure_lazy,
+                                                 figure_lr_sweep, figure_training, set_widget_results)
+from curvnb.studies.buffelli2024.report import (NAMES, SPECS, claims, rich_markdown, selection_markdown,
+                                                summary_markdown, what_we_ran_markdown)
 
 TITLE = "Exact Gauss–Newton in reversible networks"
 COST = {"quick": "≈1.5–2 min on 2 CPU cores", "full": "≈30 min on one GPU (MNIST from a local folder)",

@@ -1,371 +1,288 @@
-"""The report of the buffelli2024 chapter: claims, figures, slider views and prose over the results
-of :mod:`curvnb.studies.buffelli2024.compute` (editing this module reuses every cached result).
+"""The report of the buffelli2024 chapter: the claims (declared once, decided by :func:`curvnb.claims.evaluate`)
+and the generated prose over the results of :mod:`curvnb.studies.buffelli2024.compute` (editing this module
+reuses every cached result). Figures: :mod:`curvnb.studies.buffelli2024.figures`.
 """
 from __future__ import annotations
 
-import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from curvnb.claims import Claim
-from curvnb.figures import panels
-from curvnb.stats import t_interval
-from curvnb.studies.buffelli2024.compute import Config, OPTIMIZERS, REGIMES, TUNED, _exactness
+from curvnb.claims import ClaimSpec, Result, by_verdict, evaluate, format_estimate, format_interval, what_we_found
+from curvnb.claims.engine import _side
+from curvnb.studies.buffelli2024.compute import GROUPS, SCORES, TARGET_FACTOR, TUNED, _exactness, steps_to_drop
 
-
-COLORS = {"gn": "#D55E00", "adam": "#0072B2", "sgd": "#009E73"}
 NAMES = {"gn": "exact GN", "adam": "Adam", "sgd": "SGD"}
+LABEL = {"gn": "GN", "adam": "Adam"}
+CHANGES = "buffelli2024-"   # prefix of this chapter's anchors on the book's Changes page
+
+# --------------------------------------------------------------------------- the claims, declared once
+EXACTNESS = ClaimSpec(
+    id="exactness", kind="paper", source="abstract and Sec. 4: exact GN is tractable in reversible networks",
+    statement="the block-wise GN update solves J u = ε exactly (J formed explicitly; d=12, M=40, n=24, L=1–4, "
+              "float64; ε from the softmax residual and from the exact logit-Hessian pseudo-inverse); with L=1 and "
+              "a square readout it equals J⁺ε",
+    statistic="value", direction="less", threshold=1e-8, unit="run",
+    quantity="largest relative residual ‖Ju − ε‖/‖ε‖ and ‖u − J⁺ε‖/‖J⁺ε‖ (L=1)")
+INVERSE = ClaimSpec(
+    id="inverse", kind="check", source="RevNet coupling blocks", statistic="value", direction="less",
+    threshold=1e-10, unit="run", statement="inputs are reconstructed exactly from the last features (float64, L=1–4)",
+    quantity="largest relative reconstruction error")
+MIN_NORM = ClaimSpec(
+    id="min-norm", kind="check", source="authors' code: block-wise construction", statistic="value",
+    direction="less", threshold=1e-8, unit="run", changed=CHANGES + "min-norm",
+    statement="the min_norm option equals J⁺ε (explicit Jacobian, float64, L=1–4)",
+    quantity="largest ‖u_min_norm − J⁺ε‖/‖J⁺ε‖")
+RIGHT_INVERSE = ClaimSpec(
+    id="right-inverse-longer", kind="check", source="authors' code: block-wise construction", statistic="value",
+    direction="greater", threshold=1 - 1e-10, unit="run", changed=CHANGES + "min-norm",
+    statement="the default block-wise update is a right inverse, at least as long as the minimum-norm step J⁺ε "
+              "(L=2–4)", quantity="smallest ‖u‖/‖J⁺ε‖")
+SPEED = ClaimSpec(
+    id="full-batch-speed", kind="paper", source="abstract: faster progress per iteration; full-batch experiments",
+    statement=f"full batch (n ≤ M+1): GN lowers the training loss {TARGET_FACTOR:g}× in fewer steps than Adam, each at "
+              "the rate that reaches that target fastest on selection seeds",
+    statistic="mean_of_differences", direction="greater", threshold=0.0, physical_unit="steps",
+    quantity="mean of Adam − GN steps", labels=("Adam", "GN"), changed=CHANGES + "full-batch-speed")
+OVERFIT = ClaimSpec(
+    id="mini-batch-overfit", kind="paper", source="abstract: progress saturates, updates overfit each mini-batch",
+    statement="mini-batch GN: one step lowers its own batch's loss by more than 50 % (median over steps)",
+    statistic="mean", direction="greater", threshold=0.5, quantity="own-batch loss drop of one GN step, mean over "
+    "seeds of the median over steps", changed=CHANGES + "mini-batch-overfit")
+TRAIN_GAP = ClaimSpec(
+    id="mini-batch-train-gap", kind="paper", source="abstract: progress saturates, updates overfit each mini-batch",
+    statement="mini-batch GN's training loss ends above Adam's", statistic="mean_of_differences",
+    direction="greater", threshold=0.0, physical_unit="nats", quantity="mean of GN − Adam final training loss",
+    labels=("GN", "Adam"), changed=CHANGES + "mini-batch-overfit")
+GENERALIZATION = ClaimSpec(
+    id="generalization", kind="paper", source="abstract: exact GN generalizes poorly",
+    statement="mini-batch GN's test accuracy ends below Adam's", statistic="mean_of_differences",
+    direction="greater", threshold=0.0, physical_unit="accuracy points",
+    quantity="mean of Adam − GN test accuracy", labels=("Adam", "GN"), changed=CHANGES + "selection")
+LAZY = ClaimSpec(
+    id="lazy", kind="paper", source="abstract: lazy regime, NTK and representations barely change",
+    statement="GN trains lazier than Adam: its NTK moves less from initialization", statistic="mean_of_differences",
+    direction="greater", threshold=0.0, quantity="mean of Adam − GN final NTK distance from init",
+    labels=("Adam", "GN"), changed=CHANGES + "lazy")
+LAZY_CKA = ClaimSpec(
+    id="lazy-cka", kind="paper", source="abstract: lazy regime, NTK and representations barely change",
+    statement="GN trains lazier than Adam: its features stay closer to their initial values (linear CKA)",
+    statistic="mean_of_differences", direction="greater", threshold=0.0,
+    quantity="mean of GN − Adam final feature CKA with init", labels=("GN", "Adam"), changed=CHANGES + "lazy")
+SPECS = (EXACTNESS, INVERSE, MIN_NORM, RIGHT_INVERSE, SPEED, OVERFIT, TRAIN_GAP, GENERALIZATION, LAZY, LAZY_CKA)
 
 
-# --------------------------------------------------------------------------- claims
-def steps_to_drop(train_loss: np.ndarray, steps: np.ndarray, factor: float = 10.0) -> np.ndarray:
-    """Per seed, the first probed step where the training loss is ≤ initial / ``factor``;
-    ``steps[-1] + 1`` (censored) if never within the run. ``train_loss``: probes × seeds."""
-    hit = train_loss <= train_loss[0] / factor
-    first = np.where(hit.any(0), steps[np.argmax(hit, axis=0)], steps[-1] + 1)
-    return first.astype(float)
+# --------------------------------------------------------------------------- deciding them
+def _decide(spec: ClaimSpec, values: Sequence[np.ndarray], diverged: np.ndarray, detail: dict) -> Result:
+    """``evaluate`` on the units that did not diverge; diverged units enter no contrast (named in detail)."""
+    keep = ~np.asarray(diverged, bool)
+    detail = {**detail, "diverged test seeds": [int(i) for i in np.flatnonzero(~keep)] or "none"}
+    if keep.any():
+        return evaluate(spec, *(np.asarray(v, float)[keep] for v in values), detail=detail)
+    nan = float("nan")
+    return Result(spec, nan, None, "inconclusive", 0, {"design": spec.definition.design}, _side(spec, nan), None, None,
+                  "every test seed diverged: nothing to compare", detail)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    v = np.asarray(values, dtype=float)
-    if not np.all(np.isfinite(v)):
-        return (-np.inf, np.inf)  # cannot be judged
-    if np.ptp(v) == 0:
-        return (float(v[0]), float(v[0]))
-    return t_interval(v)
+def _all_diverged(results: dict, group: str, name: str) -> bool:
+    """Every rate of ``name``'s grid diverged in ``group`` on the selection seeds (no rate trains it)."""
+    return all(np.isinf(SCORES[group](run)) for (n, _), run in results["selection"][group].items() if n == name)
 
 
-def claim_statistics(results: dict) -> dict:
-    """Per-seed values, means and 95 % intervals of every statistical claim (plain data)."""
-    sel = results["selected"]
-    full = {n: results["full"][(n, sel[("full", n)])] for n in TUNED}
-    mini = {n: results["mini"][(n, sel[("mini", n)])] for n in TUNED}
-    st: dict[str, dict] = {}
+def _rates(results: dict, group: str) -> dict[str, float]:
+    return {LABEL[n]: results["selected"][(group, n)] for n in TUNED}
 
-    def add(name, per_seed, **extra):
-        v = np.asarray(per_seed, dtype=float)
-        st[name] = {"per_seed": v.tolist(), "mean": float(np.mean(v)), "interval": _interval(v), **extra}
 
+def _rich_detail(results: dict) -> dict[str, Any]:
+    """The lazy-vs-rich control for the record: its selected rates and, per optimizer, its mean final
+    feature CKA with init over the seeds that did not diverge (or that it diverged)."""
+    out: dict[str, Any] = {"control rates (selected)": _rates(results, "rich")}
+    for n in TUNED:
+        r = results["rich"][n]
+        ok = ~r["diverged"]
+        out[f"control {LABEL[n]}"] = ("diverged on every test seed" if not ok.any() else
+                                      f"mean final CKA {np.mean(r['cka'][-1][ok].mean(-1)):.3g}"
+                                      + (f" (diverged on seeds {np.flatnonzero(~ok).tolist()})" if (~ok).any() else ""))
+    return out
+
+
+def _exact_results(exact: dict) -> list[Result]:
+    depths = (1, 2, 3, 4)
+    res = {f"L{d}": exact[f"L{d}_residual"] for d in depths}
+    res_h = {f"L{d}": exact[f"L{d}_hessian_pinv_residual"] for d in depths}
+    ratios = {f"L{d}": exact[f"L{d}_norm_ratio"] for d in depths[1:]}
+    worst = max(*res.values(), *res_h.values(), exact["L1_vs_pinv"])
+    return [evaluate(EXACTNESS, worst, detail={"residual": res, "residual (Hessian pinv)": res_h,
+                                               "L1 vs J⁺ε": exact["L1_vs_pinv"]}),
+            evaluate(INVERSE, max(exact[f"L{d}_inverse"] for d in depths)),
+            evaluate(MIN_NORM, max(exact[f"L{d}_min_norm_vs_pinv"] for d in depths)),
+            evaluate(RIGHT_INVERSE, min(ratios.values()), detail={"‖u‖/‖J⁺ε‖": ratios})]
+
+
+def _speed(results: dict) -> Result:
+    full = {n: results["full"][n] for n in TUNED}
     steps = {n: steps_to_drop(full[n]["train_loss"], full[n]["step"]) for n in TUNED}
-    # Diagnostic only (enters no verdict): mean steps at every learning rate of the grids.
-    by_lr = {n: {lr: float(np.mean(steps_to_drop(results["full"][(n, lr)]["train_loss"], results["full"][(n, lr)]["step"])))
-                 for lr in results["grids"][n]} for n in TUNED}
-    add("speed", steps["adam"] - steps["gn"], gn_steps=steps["gn"].tolist(), adam_steps=steps["adam"].tolist(),
-        steps_by_lr=by_lr, censored_at=int(full["gn"]["step"][-1]) + 1)
+    sel = results["selection"]["full"]
+    by_rate = {LABEL[n]: {f"{lr:g}": float(np.mean(steps_to_drop(sel[(n, lr)]["train_loss"], sel[(n, lr)]["step"])))
+                          for lr in results["grids"][n]} for n in TUNED}
+    detail = {"rates (selected)": _rates(results, "full"), "selection: mean steps by rate": by_rate,
+              "censored at": int(full["gn"]["step"][-1]) + 1,
+              "rates the first version's rule (validation loss) chose": {LABEL[n]: results["old_rule"][n] for n in TUNED}}
+    return _decide(SPEED, (steps["adam"], steps["gn"]), full["gn"]["diverged"] | full["adam"]["diverged"], detail)
+
+
+def _mini_batch(results: dict) -> list[Result]:
+    mini = {n: results["mini"][n] for n in TUNED}
+    div = mini["gn"]["diverged"] | mini["adam"]["diverged"]
+    rates = {"rates (selected)": _rates(results, "mini")}
     b = mini["gn"]["batch"]
-    own = 1 - b["after"] / b["before"]
-    add("own_drop", np.median(own, axis=0), first_20=float(np.mean(np.median(own[:20], axis=0))),
-        last_50=float(np.mean(np.median(own[-50:], axis=0))))
-    add("next_drop", np.median(1 - b["others_after"] / b["others_before"], axis=0))
-    add("train_gap", mini["gn"]["train_loss"][-1] - mini["adam"]["train_loss"][-1],
-        gn=mini["gn"]["train_loss"][-1].tolist(), adam=mini["adam"]["train_loss"][-1].tolist())
-    add("acc_margin", 100 * (mini["adam"]["test_acc"][-1] - mini["gn"]["test_acc"][-1]),
-        gn=(100 * mini["gn"]["test_acc"][-1]).tolist(), adam=(100 * mini["adam"]["test_acc"][-1]).tolist())
-    add("ntk_margin", mini["adam"]["ntk_distance"][-1] - mini["gn"]["ntk_distance"][-1],
-        gn=mini["gn"]["ntk_distance"][-1].tolist(), adam=mini["adam"]["ntk_distance"][-1].tolist())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = 1 - b["after"] / b["before"]
+        other = 1 - b["others_after"] / b["others_before"]
+    kept = lambda v: float(np.mean(np.median(v, axis=0)[~div])) if (~div).any() else None  # noqa: E731
+    overfit_detail = {**rates, "first 20 steps": kept(own[:20]), "last 50 steps": kept(own[-50:]),
+                      "another batch": kept(other)}
+    last = lambda key, n: mini[n][key][-1]  # noqa: E731
     cka = {n: mini[n]["cka"][-1].mean(-1) for n in TUNED}
-    add("cka_margin", cka["gn"] - cka["adam"], gn=cka["gn"].tolist(), adam=cka["adam"].tolist())
-    return st
+    n_test = results.get("n_test")
+    return [_decide(OVERFIT, (np.median(own, axis=0),), mini["gn"]["diverged"], overfit_detail),
+            _decide(TRAIN_GAP, (last("train_loss", "gn"), last("train_loss", "adam")), div, rates),
+            _decide(GENERALIZATION, (100 * last("test_acc", "adam"), 100 * last("test_acc", "gn")), div,
+                    {**rates, "test images": n_test}),
+            _decide(LAZY, (last("ntk_distance", "adam"), last("ntk_distance", "gn")), div,
+                    {**rates, **_rich_detail(results)}),
+            _decide(LAZY_CKA, (cka["gn"], cka["adam"]), div, rates)]
 
 
-def _above(stat: dict, threshold: float, inclusive: bool = False) -> bool:
-    lo = stat["interval"][0]
-    return bool(lo >= threshold if inclusive else lo > threshold)
-
-
-def claims(results: dict, config: Config, exact: dict | None = None) -> list[Claim]:
-    """The restated claims, computed from ``results`` (statistics fixed before running)."""
-    exact = exact or _exactness(0)
-    st = claim_statistics(results)
-    sel = results["selected"]
-    n_seeds = len(results["seeds"])
-    res = max(exact[f"L{d}_residual"] for d in (1, 2, 3, 4))
-    res_h = max(exact[f"L{d}_hessian_pinv_residual"] for d in (1, 2, 3, 4))
-    inv = max(exact[f"L{d}_inverse"] for d in (1, 2, 3, 4))
-    mn = max(exact[f"L{d}_min_norm_vs_pinv"] for d in (1, 2, 3, 4))
-    ratios = {f"L{d}": exact[f"L{d}_norm_ratio"] for d in (2, 3, 4)}
-
-    def m(name, **keys):
-        return {"mean": st[name]["mean"], "per_seed": st[name]["per_seed"], **keys}
-
-    lrs = lambda regime: {n: sel[(regime, n)] for n in TUNED}  # noqa: E731
-    return [
-        Claim("exactness", "the block-wise GN update solves J u = ε exactly (J formed explicitly; d=12, M=40, n=24, "
-              "L=1–4, float64; ε from the softmax residual and from the exact logit-Hessian pseudo-inverse); "
-              "with L=1 and a square readout it equals J⁺ε",
-              {"max_residual": res, "max_residual_hessian_pinv": res_h, "L1_vs_pinv": exact["L1_vs_pinv"]},
-              "residuals < 1e-8 and ‖u − J⁺ε‖/‖J⁺ε‖ < 1e-8",
-              res < 1e-8 and res_h < 1e-8 and exact["L1_vs_pinv"] < 1e-8,
-              kind="paper", source="abstract and Sec. 4: exact GN is tractable in reversible networks"),
-        Claim("inverse", "inputs are reconstructed exactly from the last features (float64, L=1–4)",
-              inv, "< 1e-10", inv < 1e-10, kind="check", source="RevNet coupling blocks"),
-        Claim("min-norm", "the min_norm option equals J⁺ε (explicit Jacobian, float64, L=1–4); the default "
-              "block-wise update is a right inverse, longer than J⁺ε by the measured factor",
-              {"max_min_norm_vs_pinv": mn, **{f"norm_ratio_{k}": v for k, v in ratios.items()}},
-              "‖u_min_norm − J⁺ε‖/‖J⁺ε‖ < 1e-8 and every ratio ≥ 1",
-              mn < 1e-8 and min(ratios.values()) >= 1 - 1e-10, kind="check",
-              source="authors' code: block-wise construction"),
-        Claim("full-batch-speed", f"full batch (n={config.full_batch_n} ≤ M+1): GN lowers the training loss 10× "
-              "in fewer steps than Adam, each at its validation-selected learning rate",
-              m("speed", gn_steps=st["speed"]["gn_steps"], adam_steps=st["speed"]["adam_steps"], lr=lrs("full"),
-                mean_steps_by_lr={n: {f"{lr:g}": v for lr, v in d.items()} for n, d in st["speed"]["steps_by_lr"].items()}),
-              "mean of (Adam steps − GN steps) over seeds, 95 % interval > 0", _above(st["speed"], 0),
-              kind="paper", seeds=n_seeds, interval=st["speed"]["interval"],
-              source="abstract: faster progress per iteration; full-batch experiments"),
-        Claim("mini-batch-overfit", "mini-batch GN: one step lowers its own batch's loss by ≥ 50 % (median over "
-              "steps), and the training loss ends above Adam's",
-              m("own_drop", first_20_steps=st["own_drop"]["first_20"], last_50_steps=st["own_drop"]["last_50"],
-                next_batch_drop=st["next_drop"]["mean"], train_gap=st["train_gap"]["mean"],
-                train_gap_interval=st["train_gap"]["interval"], lr=lrs("mini")),
-              "own-batch drop: 95 % interval ≥ 0.5; GN − Adam final training loss: 95 % interval > 0",
-              _above(st["own_drop"], 0.5, inclusive=True) and _above(st["train_gap"], 0),
-              kind="paper", seeds=n_seeds, interval=st["own_drop"]["interval"],
-              source="abstract: progress saturates, updates overfit each mini-batch"),
-        Claim("generalization", "mini-batch GN's test accuracy ends below Adam's (margin in points)",
-              m("acc_margin", gn=st["acc_margin"]["gn"], adam=st["acc_margin"]["adam"], lr=lrs("mini")),
-              "mean of (Adam − GN) test accuracy over seeds, 95 % interval > 0", _above(st["acc_margin"], 0),
-              kind="paper", seeds=n_seeds, interval=st["acc_margin"]["interval"],
-              source="abstract: exact GN generalizes poorly"),
-        Claim("lazy", "GN trains lazier than Adam: smaller NTK distance from init and higher feature CKA with init",
-              m("ntk_margin", ntk_gn=st["ntk_margin"]["gn"], ntk_adam=st["ntk_margin"]["adam"],
-                cka_margin=st["cka_margin"]["mean"], cka_margin_interval=st["cka_margin"]["interval"],
-                cka_gn=st["cka_margin"]["gn"], cka_adam=st["cka_margin"]["adam"]),
-              "Adam − GN NTK distance and GN − Adam CKA: both 95 % intervals > 0",
-              _above(st["ntk_margin"], 0) and _above(st["cka_margin"], 0),
-              kind="paper", seeds=n_seeds, interval=st["ntk_margin"]["interval"],
-              source="abstract: lazy regime, NTK and representations barely change"),
-    ]
+def claims(results: dict, exact: dict | None = None) -> list[Result]:
+    """Every claim of the chapter, decided by the engine (exact checks on ``exact``, the others on the
+    test seeds of ``results`` at the rates chosen on the selection seeds)."""
+    exact = exact if exact is not None else _exactness(0)
+    return [*_exact_results(exact), _speed(results), *_mini_batch(results)]
 
 
 # --------------------------------------------------------------------------- generated prose
-def _fmt(v: float, digits: int = 3) -> str:
-    return f"{v:.{digits}g}"
-
-
-def _iv(interval, digits: int = 3) -> str:
-    lo, hi = interval
-    return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
-
-
 def selection_markdown(results: dict) -> str:
-    """Which learning rates the validation rule chose (generated from the run)."""
-    sel, grids = results["selected"], results["grids"]
+    """Which learning rates the rules chose on the selection seeds (generated from the run)."""
+    sel, grids, cfg = results["selected"], results["grids"], results["config"]
+    what = {"full": ("Full batch", f"mean steps to a {TARGET_FACTOR:g}× lower training loss"),
+            "mini": ("Mini-batch", "mean final validation loss"),
+            "rich": ("Lazy-vs-rich control", "mean final validation loss")}
     lines = []
-    for regime, what in (("full", "Full batch"), ("mini", "Mini-batch")):
+    for group in GROUPS:
+        (title, objective), score = what[group], SCORES[group]
         parts = []
         for n in TUNED:
-            vals = ", ".join(f"{lr:g}: {np.nanmean(results[regime][(n, lr)]['val_loss'][-1]):.3f}" for lr in grids[n])
-            parts.append(f"{NAMES[n]} lr {sel[(regime, n)]:g} (final validation loss by lr — {vals})")
-        lines.append(f"- {what}: " + "; ".join(parts) + ".")
-    return ("Learning rates chosen by the rule (lowest mean validation loss at the end of training, "
-            f"over {len(results['seeds'])} seeds):\n\n" + "\n".join(lines))
-
-
-def summary_markdown(records: Sequence[dict], results: dict) -> str:
-    """The chapter's conclusions, one sentence per claim, generated from this run's claim records."""
-    rec = {r["id"]: r for r in records}
-    st = claim_statistics(results)
-    n = len(results["seeds"])
-    verdict = lambda cid: "reproduces" if rec[cid]["passed"] else "does not reproduce"  # noqa: E731
-    out = []
-    e, mn = rec["exactness"]["measured"], rec["min-norm"]["measured"]
-    out.append(f"- **Exactness ({verdict('exactness')}).** The block-wise update solves $Ju=\\varepsilon$ to a "
-               f"relative residual of {e['max_residual']:.1e} (and {e['max_residual_hessian_pinv']:.1e} with the "
-               f"logit-Hessian pseudo-inverse); with one block and a square readout it equals $J^+\\varepsilon$ to "
-               f"{e['L1_vs_pinv']:.1e}. It is a right inverse, not the minimum-norm step: it is "
-               f"{mn['norm_ratio_L2']:.1f}×, {mn['norm_ratio_L3']:.1f}× and {mn['norm_ratio_L4']:.1f}× longer than "
-               f"$J^+\\varepsilon$ for $L$ = 2, 3, 4 (the `min_norm` option matches $J^+\\varepsilon$ to "
-               f"{mn['max_min_norm_vs_pinv']:.1e}).")
-    out.append(f"- **Inverse ({verdict('inverse')}).** Inputs are recovered from the last features to a relative "
-               f"error of {rec['inverse']['measured']:.1e}.")
-    s = st["speed"]
-    sel, grids = results["selected"], results["grids"]
-    grid_steps = "; ".join(f"{NAMES[name]} " + ", ".join(f"lr {lr:g}: {_censored(v, s['censored_at'])}"
-                                                         for lr, v in s["steps_by_lr"][name].items()) for name in TUNED)
-    why = ""
-    smallest = [name for name in TUNED if sel[("full", name)] == min(grids[name])]
-    if not rec["full-batch-speed"]["passed"] and smallest:
-        why = (" The validation rule chose the smallest learning rate of the grid for "
-               + " and ".join(NAMES[name] for name in smallest)
-               + ": larger ones fit the training subset faster but end with a higher validation loss.")
-    out.append(f"- **Full-batch speed ({verdict('full-batch-speed')}).** Steps to a 10× lower training loss at the "
-               f"selected learning rates: GN {_steps(s['gn_steps'])}, Adam {_steps(s['adam_steps'])} (per seed); "
-               f"Adam − GN = {s['mean']:.1f} steps on average, 95 % interval {_iv(s['interval'])} over {n} seeds."
-               f"{why} For reference, mean steps at every learning rate of the grids (not a verdict): {grid_steps}.")
-    o, g = st["own_drop"], st["train_gap"]
-    why = ""
-    if not rec["mini-batch-overfit"]["passed"]:
-        why = ((" The own-batch drop is below the 50 % of the claim." if o["interval"][0] < 0.5 else "")
-               + (" GN's final training loss is not above Adam's beyond seed noise." if g["interval"][0] <= 0 else ""))
-    out.append(f"- **Mini-batch overfitting ({verdict('mini-batch-overfit')}).** One GN step lowers the loss of "
-               f"its own batch by {100 * o['mean']:.0f} % (median over steps, mean over seeds, 95 % interval "
-               f"{_iv([100 * v for v in o['interval']], 2)} %; {100 * o['first_20']:.0f} % over the first 20 steps, "
-               f"{100 * o['last_50']:.0f} % over the last 50) and that of another batch by "
-               f"{100 * st['next_drop']['mean']:.0f} %; GN's final training loss minus Adam's is "
-               f"{g['mean']:.3f} (95 % interval {_iv(g['interval'])}).{why}")
-    a = st["acc_margin"]
-    n_test = results.get("n_test")
-    images = f" (≈ {abs(a['mean']) * n_test / 100:.1f} of {n_test} test images)" if n_test else ""
-    out.append(f"- **Generalization ({verdict('generalization')}).** Adam's test accuracy minus GN's: "
-               f"{a['mean']:+.2f} points on average{images}, 95 % interval {_iv(a['interval'])} points over {n} "
-               f"seeds (per seed: {', '.join(f'{v:+.2f}' for v in a['per_seed'])}).")
-    k, c = st["ntk_margin"], st["cka_margin"]
-    out.append(f"- **Lazy training ({verdict('lazy')}).** Final NTK distance from initialization: GN "
-               f"{np.mean(k['gn']):.3g}, Adam {np.mean(k['adam']):.3g} (Adam − GN 95 % interval {_iv(k['interval'])}); "
-               f"mean feature CKA with initialization: GN {np.mean(c['gn']):.3f}, Adam {np.mean(c['adam']):.3f} "
-               f"(GN − Adam 95 % interval {_iv(c['interval'])}).")
-    sources = [f"`{r['id']}` ({r['kind']}{', ' + str(r['seeds']) + ' seeds' if r['seeds'] > 1 else ''}): "
-               f"{r['source'] or '–'}" for r in records]
-    return "\n".join(out) + "\n\nSources: " + "; ".join(sources) + "."
-
-
-def _censored(value: float, censored_at: int) -> str:
-    return f"> {censored_at - 1}" if value >= censored_at else f"{value:.3g}"
-
-
-def _steps(values: Sequence[float]) -> str:
-    return ", ".join(str(int(v)) for v in values)
+            vals = ", ".join(f"{lr:g}: {score(results['selection'][group][(n, lr)]):.3g}"
+                             for lr in grids[n])
+            chosen = (f"no rate: every one diverged (lr {sel[(group, n)]:g} is run on the test seeds to show it)"
+                      if _all_diverged(results, group, n) else f"lr {sel[(group, n)]:g}")
+            parts.append(f"{NAMES[n]} {chosen} ({objective} by rate — {vals})")
+        lines.append(f"- {title}: " + "; ".join(parts) + ".")
+    return (f"Learning rates chosen on {_n(cfg.selection_seeds, 'selection seed')} (never the test seeds; "
+            "a diverged run scores +∞):\n\n" + "\n".join(lines))
 
 
 def rich_markdown(results: dict) -> str:
-    """The lazy-vs-rich control, described from the run (learning rates chosen by the same rule)."""
-    parts = []
+    """The lazy-vs-rich control on the test seeds, described from the run (a diverged run is said so)."""
+    parts, cond = [], results["design_condition"]
     for name in TUNED:
-        lazy = results["mini"][(name, results["selected"][("mini", name)])]
-        lr = results["selected"][("rich", name)]
-        r = results["rich"][(name, lr)]
-        loss0, loss1 = np.nanmean(r["train_loss"][0]), np.nanmean(r["train_loss"][-1])
-        cond = results["design_condition"]
-        state = ("" if np.isfinite(loss1) and loss1 < loss0 else
-                 f" (there its training loss went from {loss0:.3g} to {loss1:.3g}: the run diverged"
-                 + (f"; with {results['config'].batch_size} examples per batch and M + 1 = "
-                    f"{results['config'].rich_expansion + 1} unknowns per output, each $[\\varphi, 1]$ is nearly "
-                    f"square, with median condition number {cond['control']:.3g} at initialization against "
-                    f"{cond['wide']:.3g} in the wide setting, so the exact solves take very large steps"
-                    if name == "gn" else "") + ")")
-        parts.append(f"{NAMES[name]}: mean feature CKA with init {np.mean(lazy['cka'][-1]):.2f} in the wide setting, "
-                     f"{np.nanmean(r['cka'][-1]):.2f} in the control at lr {lr:g}{state}")
-    return "; ".join(parts) + "."
+        lazy, r = results["mini"][name], results["rich"][name]
+        ok = ~r["diverged"]
+        if _all_diverged(results, "rich", name):
+            parts.append(f"{NAMES[name]} diverged in the control at every rate of its grid on the selection seeds, "
+                         f"and at lr {r['lr']:g} on {int((~ok).sum())} of {len(ok)} test seeds: it has no control here")
+            continue
+        if not ok.any():
+            state = (f"the control (lr {r['lr']:g}) diverged on every test seed (training loss "
+                     f"{np.nanmean(r['train_loss'][0]):.3g} → {np.nanmax(r['train_loss']):.3g}): it is no control")
+        else:
+            state = f"{np.mean(r['cka'][-1][ok].mean(-1)):.2f} in the control (lr {r['lr']:g})" + (
+                f" (diverged on test seeds {np.flatnonzero(~ok).tolist()}, left out)" if (~ok).any() else "")
+        parts.append(f"{NAMES[name]}: mean final feature CKA with init {np.mean(lazy['cka'][-1].mean(-1)):.2f} in "
+                     f"the wide setting (lr {lazy['lr']:g}), {state}")
+    return ("; ".join(parts) + f". Median condition number of the halves' $[\\varphi, 1]$ at initialization: "
+            f"{cond['control']:.3g} in the control, {cond['wide']:.3g} in the wide setting.")
 
 
-# --------------------------------------------------------------------------- figures
-def _label(name: str, lr: float) -> str:
-    tuned = "" if name in TUNED else ", untuned"
-    return f"{NAMES[name]} (lr {lr:g}{tuned})"
+def _line(r: dict) -> str:
+    interval = format_interval(r)
+    return f"{format_estimate(r)}" + (f", {interval}" if interval else "")
 
 
-def _band(ax, steps, values, color, style="-", label=None, log=False):
-    """Mean over seeds with a min–max band (a diverged seed's NaNs are left out)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps of a diverged run: drawn as gaps
-        mean, lo, hi = np.nanmean(values, axis=1), np.nanmin(values, axis=1), np.nanmax(values, axis=1)
-    ax.plot(steps, mean, style, color=color, label=label)
-    ax.fill_between(steps, lo, hi, color=color, alpha=0.15, lw=0)
-    if log:
-        ax.set_yscale("log")
+def _overfit_why(r: dict) -> str:
+    d = r["detail"]
+    if d.get("first 20 steps") is None:
+        return "One GN step removes less than half of its own batch's loss."
+    return (f"One GN step removes less than half of its own batch's loss over the run: most of it early on "
+            f"({100 * d['first 20 steps']:.0f} % over the first 20 steps), little once the training set is nearly "
+            f"fitted ({100 * d['last 50 steps']:.0f} % over the last 50); another batch's loss drops by "
+            f"{100 * d['another batch']:.0f} %.")
 
 
-def figure_training(results: dict):
-    """Train (solid) and test (dashed) loss and accuracy vs steps at the selected learning rates,
-    full batch (top) and mini-batch (bottom); mean over seeds with a min–max band."""
-    fig, axes = panels(4, ncols=2, row_height=2.5)
-    for row, regime in enumerate(REGIMES):
-        for name in OPTIMIZERS:
-            lr = results["selected"][(regime, name)]
-            h = results[regime][(name, lr)]
-            _band(axes[2 * row], h["step"], h["train_loss"], COLORS[name], label=_label(name, lr), log=True)
-            _band(axes[2 * row], h["step"], h["test_loss"], COLORS[name], "--", log=True)
-            _band(axes[2 * row + 1], h["step"], 100 * h["train_acc"], COLORS[name])
-            _band(axes[2 * row + 1], h["step"], 100 * h["test_acc"], COLORS[name], "--")
-        what = "full batch" if regime == "full" else "mini-batch"
-        axes[2 * row].set(xlabel="step", ylabel="cross-entropy (nats)", title=f"{what}: loss")
-        axes[2 * row + 1].set(xlabel="step", ylabel="accuracy (%)", title=f"{what}: accuracy (dashed: test)")
-    axes[0].legend(fontsize=7, loc="lower left")
-    return fig
+def _why(rec: dict[str, dict]) -> list[str]:
+    """The study's explanation of each statistical verdict, conditioned on it."""
+    s, g, lz = rec["full-batch-speed"], rec["generalization"], rec["lazy"]
+    return [
+        f"- **Full-batch speed** ({_line(s)}). " + by_verdict(
+            s, reproduced="With each rate chosen by the claim's own objective, GN reaches the target in fewer steps.",
+            not_reproduced="Even at its fastest grid rate GN needs more steps than Adam here.",
+            inconclusive="The test seeds cannot tell the two apart at this spread."),
+        f"- **Mini-batch overfitting** ({_line(rec['mini-batch-overfit'])}; "
+        f"train gap {_line(rec['mini-batch-train-gap'])}). "
+        + by_verdict(rec["mini-batch-overfit"], reproduced="Each GN step fits most of its own batch's loss.",
+                     not_reproduced=_overfit_why(rec["mini-batch-overfit"]),
+                     inconclusive="The own-batch drop is too close to 50 % to decide on these seeds."),
+        f"- **Generalization** ({_line(g)}). " + by_verdict(
+            g, reproduced="Adam's test accuracy is higher.", not_reproduced="GN's test accuracy is higher here.",
+            inconclusive="At quick scale the difference is a few test images; the paper's regime is the full profile."),
+        f"- **Lazy training** ({_line(lz)}; CKA {_line(rec['lazy-cka'])}). " + by_verdict(
+            lz, reproduced="GN's kernel moves less than Adam's.", not_reproduced="GN's kernel moves more than Adam's here.",
+            inconclusive="Both move the kernel by a similar small amount at this width; the full profile is the "
+                         "paper's regime."),
+    ]
 
 
-def figure_lr_sweep(results: dict):
-    """Final validation loss vs learning rate for GN and Adam (mean over seeds, min–max bars);
-    the selected learning rate of each regime is marked."""
-    fig, axes = panels(2, row_height=2.6)
-    for ax, name in zip(axes, TUNED):
-        for regime, marker in (("full", "o"), ("mini", "s")):
-            lrs = np.array(results["grids"][name])
-            vals = np.array([results[regime][(name, lr)]["val_loss"][-1] for lr in lrs])
-            mean = np.nanmean(vals, axis=1)
-            err = np.abs(np.stack([np.nanmin(vals, 1), np.nanmax(vals, 1)]) - mean)
-            what = "full batch" if regime == "full" else "mini-batch"
-            ax.errorbar(lrs, mean, yerr=err, marker=marker, color=COLORS[name], ls="-" if regime == "mini" else ":",
-                        capsize=2, label=what)
-            best = results["selected"][(regime, name)]
-            ax.plot([best], [mean[list(lrs).index(best)]], marker=marker, ms=11, mfc="none", mec="k", ls="")
-        ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final validation loss (nats)",
-               title=NAMES[name])
-        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
-        ax.minorticks_off()
-        ax.legend(fontsize=7)
-    return fig
+def summary_markdown(records: Sequence[dict]) -> str:
+    """What we found (counts and undecided claims, from the engine) and why (conditioned on the verdicts)."""
+    rec = {r["id"]: r for r in records}
+    new = ("Claims marked *changed* follow a rule changed since this chapter's first version (see the Changes "
+           "page); every result here is on new seeds, drawn by the book's one seed derivation.\n\n"
+           if any(r.get("changed") for r in records) else "")
+    return new + what_we_found(list(records)) + "\n\n" + "\n".join(_why(rec))
 
 
-def figure_batch_overfit(results: dict):
-    """Relative loss drop of one step on its own mini-batch and on another one, mean over seeds."""
-    fig, (ax,) = panels(1, row_height=2.8)
-    w = min(10, len(results["mini"][("gn", results["selected"][("mini", "gn")])]["batch"]["before"]))
-    smooth = lambda v: np.convolve(v, np.ones(w) / w, mode="valid")  # noqa: E731
-    for name in TUNED:
-        lr = results["selected"][("mini", name)]
-        b = results["mini"][(name, lr)]["batch"]
-        own = (1 - b["after"] / b["before"]).mean(1)
-        other = (1 - b["others_after"] / b["others_before"]).mean(1)
-        steps = np.arange(w, len(own) + 1)
-        ax.plot(steps, 100 * smooth(own), color=COLORS[name], label=f"{_label(name, lr)}: own batch")
-        ax.plot(steps, 100 * smooth(other), ":", color=COLORS[name], label=f"{_label(name, lr)}: another batch")
-    ax.axhline(50, color="gray", lw=0.8, ls="--", label="claimed 50 %")
-    ax.set(xlabel="step", ylabel="loss drop of one step (%)",
-           title="one step's loss drop (10-step moving average, mean over seeds)")
-    ax.legend(fontsize=7, ncols=2)
-    return fig
+
+def _n(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def figure_lazy(results: dict):
-    """NTK distance from init and mean feature CKA with init vs step; rich control dashed."""
-    fig, axes = panels(2, row_height=2.8)
-    for group, style, suffix in (("mini", "-", ""), ("rich", "--", ", control")):
-        for (name, lr), h in results[group].items():
-            if "ntk_distance" not in h:
-                continue  # kernels are probed at the selected learning rates only
-            label = _label(name, lr) + suffix
-            s = h["kernel_step"]
-            _band(axes[0], s[1:], np.maximum(h["ntk_distance"][1:], 1e-12), COLORS[name], style, label, log=True)
-            _band(axes[1], s, h["cka"].mean(-1), COLORS[name], style, label)
-    axes[0].set(xlabel="step", ylabel="NTK distance from init", title="kernel movement")
-    axes[1].set(xlabel="step", ylabel="linear CKA with init", title="feature movement (mean over blocks)")
-    axes[1].legend(fontsize=7)
-    return fig
+def _seconds(results: dict) -> float:
+    """Training time of every run of ``results`` when it was computed (the cache keeps it)."""
+    runs = [r for g in GROUPS for r in (*results["selection"][g].values(), *results[g].values())]
+    return float(sum(r["seconds"] for r in runs))
 
 
-_WIDGET_RESULTS: dict = {}
-
-
-def set_widget_results(results: dict) -> None:
-    _WIDGET_RESULTS["r"] = results
-
-
-def draw_sweep(gn_lr: float = 1.0, adam_lr: float = 3e-3):
-    """Widget view over the cached mini-batch runs: GN and Adam at any learning rate of their grids."""
-    results = _WIDGET_RESULTS["r"]
-    keys = {("gn", gn_lr), ("adam", adam_lr)}
-    missing = [k for k in keys if k not in results["mini"]]
-    if missing:
-        raise ValueError(f"no cached run for {missing}; cached: {sorted(results['mini'])}")
-    fig, axes = panels(2, row_height=2.6)
-    for name, lr in (("gn", gn_lr), ("adam", adam_lr)):
-        h = results["mini"][(name, lr)]
-        _band(axes[0], h["step"], h["train_loss"], COLORS[name], label=f"{_label(name, lr)}: train", log=True)
-        _band(axes[0], h["step"], h["test_loss"], COLORS[name], "--", label="test")
-        _band(axes[1], h["step"], 100 * h["test_acc"], COLORS[name], label=_label(name, lr))
-    axes[0].set(xlabel="step", ylabel="cross-entropy (nats)", title="loss (dashed: test)")
-    axes[1].set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy")
-    axes[0].legend(fontsize=7)
-    return fig
+def what_we_ran_markdown(results: dict, metadata: dict) -> str:
+    """The run behind the claims, generated from the profile's config, the selected rates and the
+    chapter's run metadata (``ch.run_metadata()``): data, sizes, optimizers, steps, seeds, device, time."""
+    c, sel = results["config"], results["selected"]
+    rates = lambda g: ", ".join(f"{NAMES[n]} {sel[(g, n)]:g}" + (" (diverged at every rate)"  # noqa: E731
+                                                                   if _all_diverged(results, g, n) else "") for n in TUNED)
+    grids = "; ".join(f"{NAMES[n]} {{{', '.join(f'{lr:g}' for lr in results['grids'][n])}}}" for n in TUNED)
+    rows = [
+        ("data set", f"{c.dataset}: {results['n_test']} test examples, {c.n_val} validation examples held out of "
+                     "the training split"),
+        ("model", f"reversible net, width d = {c.width}, depth L = {c.depth}, expansion M = {c.expansion}, "
+                  f"init scale {c.init_scale:g}; control: M = {c.rich_expansion}, init scale {c.rich_init_scale:g}"),
+        ("rate grids", grids + f"; SGD {c.sgd_lr:g} (fixed, reference only)"),
+        ("selected rates", f"full batch: {rates('full')}; mini-batch: {rates('mini')}; control: {rates('rich')}"),
+        ("steps and batches", f"full batch: {c.full_steps} steps on n = {c.full_batch_n}; mini-batch: "
+                              f"{c.mini_steps} steps of {c.batch_size} examples"),
+        ("units", f"{_n(c.selection_seeds, 'selection seed')} (choose the rates), {_n(c.test_seeds, 'test seed')} "
+                  "(the claims)"),
+        ("device and time", f"{metadata.get('device', '?')}, {metadata.get('profile', '?')} profile, chapter seed "
+                            f"{metadata.get('seed', '?')}; training {_seconds(results):.0f} s when computed, "
+                            f"this notebook {metadata.get('wall_time_s', 0):.0f} s so far"),
+    ]
+    return "**What we ran**\n\n| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
