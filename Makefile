@@ -32,8 +32,9 @@ browser:
 test: setup browser
 	@# two pytest-xdist workers (the cores of a 2-core CI runner): the modules that execute chapters share
 	@# one of them (xdist_group "book", tests/conftest.py), the rest is spread over both; the 15 slowest
-	@# tests are listed at the end: where the suite's minutes go
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	@# tests are listed at the end: where the suite's minutes go. One thread per process: the two workers
+	@# (and the chapter kernels they start) already fill the two cores; more threads only contend.
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 bench: setup
 	@# --no-deps: the extras would otherwise pull torchvision and move torch off the pinned version.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from curvnb.cache import DiskCache, cache_key, compute_sources
-from curvnb.claims import Claim, claims_table_html, tally, write_claims
+from curvnb.claims import KINDS, Claim, claims_table_html, count_sentence, write_claims
 from curvnb.config import resolve_device, seed_everything, select_profile
 from curvnb.figures import apply_style, figure_image, save_figure
 from curvnb.paths import build_dir
@@ -139,14 +139,14 @@ class Chapter:
         the executed notebook carries it under any matplotlib backend (Agg included), once."""
         import matplotlib.pyplot as plt
 
-        save_figure(fig, self.figure_dir, name)
+        png_path = save_figure(fig, self.figure_dir, name)[0]
         try:
             from IPython import get_ipython
             from IPython.display import display
         except ImportError:  # pragma: no cover
             return
         if get_ipython() is not None:
-            display(figure_image(fig))
+            display(figure_image(fig, png=png_path.read_bytes()))  # the saved PNG: no third render
             plt.close(fig)
 
     def run_metadata(self) -> dict[str, Any]:
@@ -171,8 +171,6 @@ class Chapter:
             display(HTML(claims_table_html(records)))
         except ImportError:  # pragma: no cover
             pass
-        counts = {kind: tally(records, kind) for kind in ("paper", "check", "finding")}
-        print("; ".join(f"{k} of {n} {label}" for (k, n), label in zip(
-            counts.values(), ("paper claims reproduced", "self-checks hold", "findings answered yes")) if n)
+        print("; ".join(filter(None, (count_sentence(records, kind) for kind in KINDS)))
               + f" ({self.profile} profile)")
         return records

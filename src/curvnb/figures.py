@@ -92,21 +92,25 @@ def apply_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def figure_image(fig):
+def figure_image(fig, png: bytes | None = None):
     """A PNG ``IPython.display.Image`` of ``fig``, rendered at ``savefig.dpi`` and shown at
-    ``figure.dpi`` (crisp at the book's content width; works under any backend)."""
+    ``figure.dpi`` (crisp at the book's content width; works under any backend).
+
+    ``png``: the bytes ``fig.savefig`` already wrote with the current settings (e.g. the file
+    :func:`save_figure` just saved), shown as they are instead of rendering the figure again."""
     import io
     import struct
 
     from IPython.display import Image
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    data = buffer.getvalue()
-    width_px = struct.unpack(">I", data[16:20])[0]   # PNG IHDR width
+    if png is None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        png = buffer.getvalue()
+    width_px = struct.unpack(">I", png[16:20])[0]   # PNG IHDR width
     saved_dpi = matplotlib.rcParams["savefig.dpi"]
     scale = fig.get_dpi() / (fig.get_dpi() if saved_dpi == "figure" else float(saved_dpi))
-    return Image(data=data, format="png", width=max(1, round(width_px * scale)))
+    return Image(data=png, format="png", width=max(1, round(width_px * scale)))
 
 
 def save_figure(fig, folder: Path, name: str) -> list[Path]:
