@@ -120,7 +120,10 @@ def test_tiny_run_sweep_selection_and_reports(tiny):
             assert r["evals"][i] <= 3 * TINY.train_steps  # never past the budget
         # reported runs exactly at the selected rates, with their own units
         assert set(tr["reports"][name]) == set(tr["selected"][name].values())
-        assert all(r["test_acc"].shape[1] == TINY.report_seeds for r in tr["reports"][name].values())
+        for lr, r in tr["reports"][name].items():   # each trains as far as the points it was selected for
+            assert r["test_acc"].shape[1] == TINY.report_seeds
+            assert set(r["point_step"]) == {p for p in study.POINTS if tr["selected"][name][p] == lr}
+            assert r["step"][-1] == max(r["point_step"].values())
     # one-gradient optimizers spend one evaluation per step; Alice without quick steps three
     assert tr["sweep"]["Adam"][1e-3]["point_step"]["evals"] == 3 * TINY.train_steps
     assert tr["sweep"]["Alice: no quick steps"][1e-3]["point_step"]["evals"] == TINY.train_steps

@@ -472,13 +472,15 @@ def training_split(config: Config, *, seed: int, device) -> dict:
     return {"train": (x_tr[fit], y_tr[fit]), "val": (x_tr[val], y_tr[val]), "test": (x_te, y_te)}
 
 
-def train_runs(config: Config, name: str, lr: float, split: dict, *, device, seed: int, role: str) -> dict:
+def train_runs(config: Config, name: str, lr: float, split: dict, *, device, seed: int, role: str,
+               points: tuple[str, ...] = POINTS) -> dict:
     """All units of optimizer ``name`` at rate ``lr``, trained together as one seed-batched model.
 
     ``role="selection"``: the ``selection_seeds`` units that select the rate (validation accuracy);
     ``"test"``: the ``report_seeds`` units whose test accuracy is reported. Unit ``u`` has the same
     initial weights and data order under every optimizer (paired comparisons). Returns per-probe
-    arrays of shape ``(probes, units)`` and the probe steps of both comparisons."""
+    arrays of shape ``(probes, units)`` and the probe steps of the comparison ``points`` (training stops at
+    the last of them)."""
     init, order, alice = ROLES[role]
     S = config.selection_seeds if role == "selection" else config.report_seeds
     model = SeedBatchedMLP([mlp(config.hidden, "relu", seed=STREAMS.seed(seed, init, u)) for u in range(S)]).to(device)
@@ -492,7 +494,8 @@ def train_runs(config: Config, name: str, lr: float, split: dict, *, device, see
     budget = 3 * config.train_steps
     counts = evaluation_counts(opt, 3 * budget)
     at_budget = int(np.searchsorted(counts, budget, side="right") - 1)   # last step within the budget
-    steps = max(config.train_steps, at_budget)
+    point_step = {p: {"steps": config.train_steps, "evals": at_budget}[p] for p in points}
+    steps = max(point_step.values())
 
     @torch.no_grad()
     def probe(m: nn.Module) -> dict:
@@ -527,9 +530,9 @@ def train_runs(config: Config, name: str, lr: float, split: dict, *, device, see
     hist = train(model, opt, seedwise_cross_entropy, data, steps=steps, batch_size=config.batch_size,
                  probe_every=config.eval_every, probes={"m": probe}, seed=0, step_fn=step_fn,
                  progress=False, probe_data=(data[0][:config.batch_size], data[1][:config.batch_size]),
-                 probe_at=(config.train_steps, at_budget), description=name)
+                 probe_at=tuple(point_step.values()), description=name)
     out = {"step": np.array(hist["step"]), "evals": counts[np.array(hist["step"])],
-           "diverged": bool(hist["diverged"]), "point_step": {"steps": config.train_steps, "evals": at_budget}}
+           "diverged": bool(hist["diverged"]), "point_step": point_step}
     for key in hist["m"][0]:
         out[key] = np.array([r[key] for r in hist["m"]], dtype=float)
     return out
@@ -560,8 +563,9 @@ def run_training(config: Config, *, device: torch.device, seed: int) -> dict:
         sweep[job["name"]][job["lr"]] = result
     sweep = {name: dict(sorted(sweep[name].items())) for name in VARIANTS}
     selected = {name: {point: select_rate(sweep[name], point) for point in POINTS} for name in VARIANTS}
-    jobs = [dict(common, name=name, lr=lr, role="test") for name in order
-            for lr in sorted(set(selected[name].values()))]
+    # each reported run trains only as far as the comparison(s) its rate was selected for
+    jobs = [dict(common, name=name, lr=lr, role="test", points=tuple(p for p in POINTS if selected[name][p] == lr))
+            for name in order for lr in sorted(set(selected[name].values()))]
     reports: dict[str, dict] = {name: {} for name in VARIANTS}
     for job, result in zip(jobs, parallel_map(train_runs, jobs, config, device, "reported runs")):
         reports[job["name"]][job["lr"]] = result
