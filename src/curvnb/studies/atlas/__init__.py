@@ -39,39 +39,15 @@ Pre-registered protocol (written here and committed before the chapter was first
 * **Matched training loss.** Training loss is measured on a fixed probe subset of ``probe_n``
   training examples. The target is 1.05 × the largest final training loss over every run and seed
   (so every run reaches it); a run's matched probe is the first probe whose loss is ≤ the target.
-* **Seeds.** ``seeds`` independent seeds (initialization, batch order, optimizer noise); the MLP
-  runs of one seed share their initialization, so ratios are paired by seed. Each finding's
-  statistic is a ratio of medians over seeds with a 95 % percentile-bootstrap interval
-  (:func:`curvnb.stats.bootstrap_interval`, seeds resampled jointly), and its answer is *yes* only
-  when the whole interval lies on the stated side of the threshold.
+* **Seeds.** ``seeds`` tested units (initialization, batch order, optimizer noise, probes), each
+  drawn from the chapter's ``"test"`` seed streams (:data:`STREAMS`), and ``select_seeds`` selection
+  units from its ``"selection"`` streams; the MLP runs of one unit share their initialization (so
+  do the reversible runs), so ratios are paired by seed.
 
-Findings (statistic; threshold), fixed before the first run:
-
-1. ``kfac-lazy`` — NTK kernel distance at matched loss, median K-FAC α=1 / median Adam (MLP); yes iff interval < 1.
-2. ``gn-lazy`` — the same, median exact GN / median Adam on the reversible net; yes iff interval < 1.
-3. ``break-even-sgd`` — λ_K¹ at the matched probe, median SGD large / median SGD small; yes iff interval < 1
-   (revised, see below).
-4. ``break-even-adam`` — the same for Adam / Adam ÷ 10; yes iff interval < 1 (revised, see below).
-5. ``alice-glass`` — glass density ρ at matched loss, median Alice / median Adam; yes iff interval < 1.
-6. ``kfac-first`` — gradient evaluations to the target loss, median K-FAC α=1 / median SGD-momentum;
-   yes iff interval < 1.
-
-Revision 1 (after the first run of the chapter, finding seeds 0, 1, 2; thresholds unchanged):
-
-* Findings 3 and 4 were pre-registered on the *peak* λ_K¹ from initialization up to the matched
-  probe. The MLP runs of one seed share their initialization and λ_K¹ fell from its initial value
-  in every run, so that peak was the common initial value and the ratio was 1 by construction; the
-  statistic is now λ_K¹ *at* the matched probe.
-* Probes every 50 steps were too coarse for the matched-loss comparison (most runs reached the
-  target at the first or second probe, and the gradient-evaluation counts of finding 6 tied); they
-  are now every 25 steps.
-* The selected rates of SGD-momentum, K-FAC α = ½ and Alice were at the upper end of their grids;
-  those grids moved up half a decade (still five rates each).
-* The findings are answered on new seeds (``seed·1000 + 100 + k``), none of which entered the first
-  run; the selection seeds are unchanged. First-run answers (seeds 0–2, old settings): kfac-lazy
-  yes (0.10 [0.081, 0.10]), gn-lazy yes (0.52 [0.35, 0.84]), alice-glass no (2.2 [1.1, 2.9]),
-  kfac-first no (1 [1, 1], a tie at the probe resolution), break-even-sgd and -adam no (1 [1, 1],
-  the defect above).
+The findings are :data:`SPECS` (:class:`curvnb.claims.ClaimSpec`, decided by :func:`curvnb.claims.evaluate`:
+a ratio of medians over paired seeds, bootstrap interval, yes / no / inconclusive). Their
+pre-registration and its one revision are stated in the chapter (:func:`registration_markdown`)
+and on the book's Changes page.
 
 The study is split in two: :mod:`curvnb.studies.atlas.compute` (configuration, profiles and the
 cached computations) and :mod:`curvnb.studies.atlas.report` (claims, figures, prose). The result cache keys on the
@@ -79,15 +55,16 @@ compute part only (:func:`curvnb.cache.compute_sources`). Every public name of b
 """
 
 from curvnb.studies.atlas.compute import (BASE, Config, DEFAULT_GRIDS, LENSES, LOSS, NUM_CLASSES, PROFILES,
-                                          REVERSIBLE, RUNS, TUNED, choose_rates, evaluation_counts, first_below,
-                                          grid, layer_grad_norms, lens_probe, load_data, make_model,
-                                          make_optimizer, make_step, matched, representation, run, run_chapter,
-                                          seed_lists, select_score, steps_within, target_loss, train_one)
-from curvnb.studies.atlas.report import (COLORS, FINDINGS, FINDING_SPECS, HEADERS, NAMES, TABLE_GROUPS, THRESHOLD,
-                                         TICKS, at_budget, claims, draw_pair, figure_heatmap, figure_lenses,
-                                         finding_values, heatmap_matrix, init_markdown, kernel_scale_note,
-                                         matched_table_html, median_interval, rates_markdown, ratio_of_medians,
-                                         study_verdict, summary_markdown, widget_options, _compared_with_study)
+                                          REVERSIBLE, ROLES, RUNS, STREAMS, TUNED, batches, choose_rates,
+                                          evaluation_counts, first_below, grid, layer_grad_norms, lens_probe,
+                                          load_data, make_model, make_optimizer, make_step, matched, representation,
+                                          run, run_chapter, select_score, steps_within, target_loss, train_one,
+                                          unit_lists)
+from curvnb.studies.atlas.report import (COLORS, COMPARED, FINDINGS, FIRST_ANSWERS, HEADERS, LINKS, NAMES, SPECS,
+                                         TABLE_GROUPS, TICKS, at_budget, claims, compared_with_study, draw_pair,
+                                         figure_heatmap, figure_lenses, findings_markdown, heatmap_matrix,
+                                         init_markdown, kernel_scale_note, matched_table_html, rates_markdown,
+                                         registration_markdown, study_record, widget_options)
 
 TITLE = "Atlas: one task, every optimizer, every curvature lens"
 COST = {"quick": "≈2.5 min on 2 shared CPU cores (130 s CPU time, measured)",

@@ -24,7 +24,17 @@ from curvnb.curvature.glass import gradient_variation
 from curvnb.init_stats import hidden_states
 from curvnb.models import ReversibleNet, deep_mlp
 from curvnb.optim import Alice, BlockDiagonalNaturalGradient, ExactGaussNewton
+from curvnb.seeds import declare_streams, seed_torch, torch_generator
 from curvnb.train import evaluate, train
+
+#: Every random draw of the chapter: (chapter seed, stream, unit). Selection runs (rate choice on the
+#: validation split) draw only from the ``select-*`` streams, the tested runs only from the others.
+#: One unit = one seed: the MLP runs of a unit share their initialization (and so do the reversible
+#: runs), so the findings' ratios are paired by unit.
+STREAMS = declare_streams("atlas", {
+    "init": ("test", 64), "data": ("test", 64), "optim": ("test", 64), "probe": ("test", 64),
+    "select-init": ("selection", 16), "select-data": ("selection", 16), "select-optim": ("selection", 16)})
+ROLES = {"test": "", "selection": "select-"}
 
 
 #: Every run of the chapter: (label, model, base optimizer whose grid/rule sets its rate).
@@ -91,10 +101,10 @@ PROFILES = {
     "full": Config(dataset="cifar10", n_val=5000, width=512, rev_expansion=512, batch_size=256, budget=5000,
                    select_budget=1500, probe_every=250, probe_n=512, ntk_n=64, seeds=8, select_seeds=2,
                    glass_samples=2),
-    # tiny: every code path in seconds (tests); its verdicts are no evidence
-    "smoke": Config(num_samples=600, n_val=100, width=16, rev_expansion=32, batch_size=16, budget=24, select_budget=12,
-                    probe_every=6, probe_n=32, ntk_n=8, lr_grids=tuple((name, lrs[1:4:2]) for name, lrs in DEFAULT_GRIDS),
-                    kfac_update_every=4),
+    # tiny: every code path in seconds (tests); 2 seeds, so its findings are inconclusive by construction
+    "smoke": Config(num_samples=400, n_val=60, width=10, rev_expansion=32, batch_size=16, budget=16, select_budget=8,
+                    probe_every=8, probe_n=32, ntk_n=8, seeds=2, lanczos_tol=1e-1,
+                    lr_grids=tuple((name, lrs[2:3]) for name, lrs in DEFAULT_GRIDS), kfac_update_every=4),
 }
 
 
@@ -134,11 +144,12 @@ def grid(config: Config, name: str) -> tuple[float, ...]:
 
 
 def make_model(config: Config, name: str, in_dim: int, seed: int, device: torch.device) -> nn.Module:
-    """The MLP, or for a reversible-net run the :class:`ReversibleNet`, initialized from ``seed``."""
+    """The MLP, or for a reversible-net run the :class:`ReversibleNet`, initialized from the derived
+    ``seed`` (all 64 bits: :func:`curvnb.seeds.torch_generator`)."""
     if name in REVERSIBLE:
         return ReversibleNet(in_dim, NUM_CLASSES, width=config.width, expansion=config.rev_expansion,
-                             depth=config.rev_depth, seed=seed).to(device)
-    return deep_mlp(config.depth, config.width, in_dim, NUM_CLASSES, seed=seed, device=device)
+                             depth=config.rev_depth, generator=torch_generator(seed)).to(device)
+    return deep_mlp(config.depth, config.width, in_dim, NUM_CLASSES, generator=torch_generator(seed), device=device)
 
 
 LOSS = nn.CrossEntropyLoss()
@@ -157,8 +168,10 @@ def make_optimizer(config: Config, name: str, model: nn.Module, lr: float, seed:
         return BlockDiagonalNaturalGradient(model, lr, 0.5 if base == "kfac-half" else 1.0, damping=config.kfac_damping,
                                             loss="cross_entropy", update_every=config.kfac_update_every,
                                             on_nonfinite="mark")
-    if base == "alice":
-        return Alice(model.parameters(), lr=lr, seed=seed)
+    if base == "alice":   # its Rademacher draws from the derived seed, all 64 bits
+        opt = Alice(model.parameters(), lr=lr)
+        opt.generator = torch_generator(seed)
+        return opt
     if base == "gn":
         return ExactGaussNewton(model, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}: allowed values are {', '.join(RUNS + TUNED)}")
@@ -182,12 +195,26 @@ def steps_within(config: Config, name: str, budget: int) -> int:
     return int(np.searchsorted(counts, budget, side="right") - 1)
 
 
-def make_step(name: str, train_seconds: list[float]) -> Callable:
+def batches(data: tuple[torch.Tensor, torch.Tensor], batch_size: int, generator: torch.Generator):
+    """Mini-batches without replacement, a fresh permutation per epoch, from ``generator`` (the
+    run's own data-order stream: :func:`curvnb.train.train` would seed its order with 32 bits)."""
+    x, y = data
+    while True:
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
+        for k in range(0, len(x) - batch_size + 1, batch_size):
+            idx = perm[k:k + batch_size]
+            yield x[idx], y[idx]
+
+
+def make_step(name: str, train_seconds: list[float], batch_iter=None) -> Callable:
     """``step_fn`` for :func:`curvnb.train.train` (each optimizer's own step call); it adds the
-    step's wall time to ``train_seconds[0]`` and returns the batch loss (NaN when a step is refused)."""
+    step's wall time to ``train_seconds[0]`` and returns the batch loss (NaN when a step is refused).
+    With ``batch_iter`` (:func:`batches`) the step trains on its batches instead of the loop's."""
     base = BASE.get(name, name)
 
     def step(model: nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        if batch_iter is not None:
+            xb, yb = next(batch_iter)
         tic = time.perf_counter()
         try:
             if base == "gn":
@@ -260,31 +287,38 @@ def lens_probe(config: Config, data: dict, train_seconds: list[float], seed: int
 
 
 # --------------------------------------------------------------------------- runs
-def train_one(config: Config, *, device: torch.device, seed: int, name: str, lr: float, run_seed: int,
+def train_one(config: Config, *, device: torch.device, seed: int, name: str, lr: float, role: str, unit: int,
               budget: int, lenses: bool) -> dict:
-    """One run of ``name`` at ``lr`` from initialization ``run_seed`` for ``budget`` gradient evaluations.
+    """One run of ``name`` at ``lr``, unit ``unit`` of role ``role`` ("test": a tested run;
+    "selection": a rate-selection run), for ``budget`` gradient evaluations. Its initialization,
+    data order and optimizer noise come from the role's streams at (chapter ``seed``, ``unit``).
 
     With ``lenses`` every lens is probed every ``probe_every`` steps (training loss on the probe
     subset); without, only the validation loss at the start and the end (learning-rate selection)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: allowed values are {', '.join(map(repr, ROLES))}")
+    prefix = ROLES[role]
     data = load_data(config, device)
     x, y = data["train"]
-    torch.manual_seed(run_seed)
-    model = make_model(config, name, x.shape[1], run_seed, x.device)
-    opt = make_optimizer(config, name, model, lr, seed=run_seed)
+    init = STREAMS.seed(seed, prefix + "init", unit)
+    seed_torch(init)   # anything drawn from torch's global generator during construction
+    model = make_model(config, name, x.shape[1], init, x.device)
+    opt = make_optimizer(config, name, model, lr, seed=STREAMS.seed(seed, prefix + "optim", unit))
     steps = steps_within(config, name, budget)
     train_seconds = [0.0]
+    step_fn = make_step(name, train_seconds, batches((x, y), config.batch_size,
+                                                     STREAMS.torch(seed, prefix + "data", unit)))
+    common = dict(steps=steps, batch_size=config.batch_size, seed=0, step_fn=step_fn, progress=False,
+                  description=name)
     with single_thread(device):
-        out: dict[str, Any] = {"name": name, "lr": lr, "run_seed": run_seed, "steps": steps}
+        out: dict[str, Any] = {"name": name, "lr": lr, "role": role, "unit": unit, "init_seed": init, "steps": steps}
         if lenses:
             out["grad_norms_init"] = layer_grad_norms(model, data["probe"])
-            hist = train(model, opt, LOSS, (x, y), steps=steps, batch_size=config.batch_size,
-                         probe_every=config.probe_every, probes={"lens": lens_probe(config, data, train_seconds, run_seed)},
-                         seed=run_seed, step_fn=make_step(name, train_seconds), progress=False,
-                         probe_data=data["probe"], description=name)
+            probe = lens_probe(config, data, train_seconds, STREAMS.seed(seed, "probe", unit))
+            hist = train(model, opt, LOSS, (x, y), probe_every=config.probe_every, probes={"lens": probe},
+                         probe_data=data["probe"], **common)
         else:
-            hist = train(model, opt, LOSS, (x, y), steps=steps, batch_size=config.batch_size, probe_every=max(steps, 1),
-                         seed=run_seed, step_fn=make_step(name, train_seconds), progress=False,
-                         probe_data=data["val"], description=name)
+            hist = train(model, opt, LOSS, (x, y), probe_every=max(steps, 1), probe_data=data["val"], **common)
     step = np.array(hist["step"])
     out.update(step=step, evals=evaluation_counts(config, name, steps)[step], loss=np.array(hist["loss"]),
                accuracy=np.array(hist["accuracy"]), diverged=bool(hist["diverged"]), seconds=train_seconds[0])
@@ -294,13 +328,9 @@ def train_one(config: Config, *, device: torch.device, seed: int, name: str, lr:
     return out
 
 
-def seed_lists(config: Config, seed: int) -> tuple[list[int], list[int]]:
-    """(finding seeds, selection seeds): disjoint, both derived from the chapter seed."""
-    if config.seeds < 3:
-        raise ValueError(f"findings need at least 3 seeds, got seeds={config.seeds}")
-    # Finding seeds start at 100 (revision 1): seeds 0, 1, 2 were spent on the first run.
-    return ([seed * 1000 + 100 + k for k in range(config.seeds)],
-            [seed * 1000 + 900 + k for k in range(config.select_seeds)])
+def unit_lists(config: Config) -> tuple[list[int], list[int]]:
+    """(tested units, selection units): indices into the test and the selection streams."""
+    return list(range(config.seeds)), list(range(config.select_seeds))
 
 
 def _direct(config: Config, device: torch.device, seed: int) -> Callable:
@@ -331,14 +361,15 @@ def run(config: Config, *, device: torch.device, seed: int, cached: Callable | N
     """Every run of the chapter. ``cached(fn, key=..., **kwargs)`` (e.g. ``Chapter.cached``) caches each
     (optimizer, rate, seed) run on its own; without it they are computed directly."""
     cached = cached or _direct(config, device, seed)
-    seeds, select_seeds = seed_lists(config, seed)
-    selection = {(name, lr): [cached(train_one, key=f"select-{name}-{lr:g}-{s}", name=name, lr=lr, run_seed=s,
-                                     budget=config.select_budget, lenses=False) for s in select_seeds]
+    units, select_units = unit_lists(config)
+    selection = {(name, lr): [cached(train_one, key=f"select-{name}-{lr:g}-{u}", name=name, lr=lr, role="selection",
+                                     unit=u, budget=config.select_budget, lenses=False) for u in select_units]
                  for name in TUNED for lr in grid(config, name)}
     rates = choose_rates(config, selection)
-    runs = {name: [cached(train_one, key=f"run-{name}-{s}", name=name, lr=rates[name], run_seed=s,
-                          budget=config.budget, lenses=True) for s in seeds] for name in RUNS}
-    results = {"config": config, "seeds": seeds, "select_seeds": select_seeds, "rates": rates, "runs": runs,
+    runs = {name: [cached(train_one, key=f"run-{name}-{u}", name=name, lr=rates[name], role="test", unit=u,
+                          budget=config.budget, lenses=True) for u in units] for name in RUNS}
+    results = {"config": config, "seed": seed, "units": units, "select_units": select_units, "rates": rates,
+               "runs": runs,
                "selection": {k: [{"loss": r["loss"], "diverged": r["diverged"]} for r in v] for k, v in selection.items()}}
     results["matched"] = matched(results)
     return results

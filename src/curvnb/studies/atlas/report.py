@@ -9,10 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
-from curvnb.claims import Claim
+from curvnb.claims import (ClaimSpec, by_verdict, evaluate, format_estimate, format_interval, read_claims,
+                           record_verdict, verdict, what_we_found)
 from curvnb.figures import panels
-from curvnb.stats import bootstrap_interval, median_ratio
-from curvnb.studies.atlas.compute import Config, LENSES, REVERSIBLE, RUNS, TUNED, grid
+from curvnb.studies.atlas.compute import Config, LENSES, PROFILES, REVERSIBLE, RUNS, STREAMS, TUNED, grid
 
 
 NAMES = {"sgd-small": "SGD (small lr)", "sgd-large": "SGD (large lr)", "sgd-mom": "SGD-momentum",
@@ -21,7 +21,6 @@ NAMES = {"sgd-small": "SGD (small lr)", "sgd-large": "SGD (large lr)", "sgd-mom"
 COLORS = {"sgd-small": "#56B4E9", "sgd-large": "#0072B2", "sgd-mom": "#009E73", "adam": "#E69F00",
           "adam-small": "#F0E442", "kfac-half": "#CC79A7", "kfac-1": "#D55E00", "alice": "#000000",
           "gn": "#D55E00", "rev-sgd": "#0072B2", "rev-adam": "#E69F00"}
-FINDINGS = ("kfac-lazy", "gn-lazy", "break-even-sgd", "break-even-adam", "alice-glass", "kfac-first")
 
 
 def at_budget(results: dict) -> dict[str, dict[str, list[float]]]:
@@ -30,69 +29,53 @@ def at_budget(results: dict) -> dict[str, dict[str, list[float]]]:
             for name, rs in results["runs"].items()}
 
 
-def median_interval(values: Sequence[float], resamples: int = 1000) -> tuple[float, tuple[float, float]]:
-    """Median over seeds and its 95 % bootstrap interval (the tables' cells)."""
-    v = np.asarray(values, float)
-    return float(np.median(v)), bootstrap_interval(v, resamples=resamples)
-
-
-def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple[float, float]]:
-    """median(a) / median(b) over seeds, with a 95 % bootstrap interval (seeds resampled jointly)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return median_ratio(a, b), bootstrap_interval((a, b), median_ratio)
-
-
 # --------------------------------------------------------------------------- findings
-#: (id, run a, run b, statistic key, question as a statement, chapters it speaks to)
-FINDING_SPECS = (
-    ("kfac-lazy", "kfac-1", "adam", "ntk",
-     "On the MLP, K-FAC at α = 1 has moved the NTK less than Adam at matched training loss",
-     ("03_huh2020", "07_buffelli2024")),
-    ("gn-lazy", "gn", "rev-adam", "ntk",
-     "On the reversible net, exact Gauss–Newton has moved the NTK less than Adam at matched training loss",
-     ("07_buffelli2024",)),
-    ("break-even-sgd", "sgd-large", "sgd-small", "lam_k",
-     "At matched training loss, SGD at the large learning rate sits at a lower λ_K¹ than SGD at the small rate",
-     ("05_jastrzebski2020",)),
-    ("break-even-adam", "adam", "adam-small", "lam_k",
-     "At matched training loss, Adam at its selected rate sits at a lower λ_K¹ than Adam at a tenth of it",
-     ("05_jastrzebski2020",)),
-    ("alice-glass", "alice", "adam", "rho",
-     "At matched training loss, Alice sits at a lower glass density than Adam", ("06_duersch2024",)),
-    ("kfac-first", "kfac-1", "sgd-mom", "evals",
-     "K-FAC at α = 1 reaches the target training loss in fewer gradient evaluations than SGD-momentum",
-     ("03_huh2020", "04_orvieto2021")),
+def _finding(fid: str, statement: str, label: str, a: str, b: str, changed: str) -> ClaimSpec:
+    return ClaimSpec(id=fid, kind="finding", statement=statement, statistic="ratio_of_medians_paired",
+                     direction="less", threshold=1.0, unit="seed", labels=(NAMES[a], NAMES[b]),
+                     quantity=f"{label}, median {NAMES[a]} / median {NAMES[b]}", changed=changed)
+
+
+#: The book's own questions, each a ratio of two runs' medians over seeds (runs of one seed share
+#: their initialization: paired), answered yes when the whole 95 % interval lies below 1.
+SPECS = (
+    _finding("kfac-lazy", "On the MLP, K-FAC at α = 1 has moved the NTK less than Adam at matched training loss",
+             "NTK distance at matched loss", "kfac-1", "adam", "atlas-revision-1"),
+    _finding("gn-lazy", "On the reversible net, exact Gauss–Newton has moved the NTK less than Adam at matched "
+             "training loss", "NTK distance at matched loss", "gn", "rev-adam", "atlas-revision-1"),
+    _finding("break-even-sgd", "At matched training loss, SGD at the large learning rate sits at a lower λ_K¹ than "
+             "SGD at the small rate", "λ_K¹ at matched loss", "sgd-large", "sgd-small", "atlas-break-even"),
+    _finding("break-even-adam", "At matched training loss, Adam at its selected rate sits at a lower λ_K¹ than Adam "
+             "at a tenth of it", "λ_K¹ at matched loss", "adam", "adam-small", "atlas-break-even"),
+    _finding("alice-glass", "At matched training loss, Alice sits at a lower glass density than Adam",
+             "glass density ρ at matched loss", "alice", "adam", "atlas-revision-1"),
+    _finding("kfac-first", "K-FAC at α = 1 reaches the target training loss in fewer gradient evaluations than "
+             "SGD-momentum", "gradient evaluations to the target", "kfac-1", "sgd-mom", "atlas-revision-1"),
 )
-THRESHOLD = 1.0   # every finding: ratio of medians, yes iff its whole 95 % interval is below 1
+FINDINGS = tuple(spec.id for spec in SPECS)
+#: Per finding: (run a, run b, lens at the matched probe), and the chapters it speaks to.
+COMPARED = {"kfac-lazy": ("kfac-1", "adam", "ntk"), "gn-lazy": ("gn", "rev-adam", "ntk"),
+            "break-even-sgd": ("sgd-large", "sgd-small", "lam_k"), "break-even-adam": ("adam", "adam-small", "lam_k"),
+            "alice-glass": ("alice", "adam", "rho"), "kfac-first": ("kfac-1", "sgd-mom", "evals")}
+LINKS = {"kfac-lazy": ("03_huh2020", "07_buffelli2024"), "gn-lazy": ("07_buffelli2024",),
+         "break-even-sgd": ("05_jastrzebski2020",), "break-even-adam": ("05_jastrzebski2020",),
+         "alice-glass": ("06_duersch2024",), "kfac-first": ("03_huh2020", "04_orvieto2021")}
 
 
-def finding_values(results: dict) -> dict[str, dict]:
-    """Each finding's ratio of medians and interval, with the per-seed values it came from."""
-    values = results["matched"]["values"]
-    out = {}
-    for fid, a, b, key, _statement, _links in FINDING_SPECS:
-        va, vb = values[a][key], values[b][key]
-        ratio, interval = ratio_of_medians(va, vb)
-        if not all(np.isfinite(interval)):   # undefined (e.g. 0/0): no answer, the widest interval
-            interval = (-math.inf, math.inf)
-        out[fid] = {"ratio": ratio, "interval": interval, "a": va, "b": vb, "seeds": len(va),
-                    "passed": bool(interval[1] < THRESHOLD)}
-    return out
-
-
-def claims(results: dict, config: Config) -> list[Claim]:
-    """The chapter's findings (``kind="finding"``): statistic and threshold as pre-registered above."""
-    fv = finding_values(results)
+def claims(results: dict) -> list:
+    """Every finding decided by :func:`curvnb.claims.evaluate` on the per-seed values at matched loss
+    (a run that never reached the target has no matched value: it is left out and named in the detail)."""
+    values, seed = results["matched"]["values"], results["seed"]
     out = []
-    for fid, a, b, key, statement, _links in FINDING_SPECS:
-        v = fv[fid]
-        label = {"ntk": "NTK distance", "lam_k": "λ_K¹", "rho": "glass density ρ",
-                 "evals": "gradient evaluations to target"}[key]
-        out.append(Claim(fid, statement,
-                         {f"{label}: median {NAMES[a]} / median {NAMES[b]}": v["ratio"],
-                          f"per seed, {NAMES[a]}": v["a"], f"per seed, {NAMES[b]}": v["b"]},
-                         "95 % interval of the ratio below 1", bool(v["interval"][1] < THRESHOLD),
-                         kind="finding", seeds=v["seeds"], interval=v["interval"], source=""))
+    for i, spec in enumerate(SPECS):
+        a, b, key = COMPARED[spec.id]
+        va, vb = np.asarray(values[a][key], float), np.asarray(values[b][key], float)
+        keep = np.isfinite(va) & np.isfinite(vb)
+        detail = {"target training loss": results["matched"]["target"],
+                  "learning rates": f"{NAMES[a]} {results['rates'][a]:.3g}, {NAMES[b]} {results['rates'][b]:.3g}"}
+        if not keep.all():
+            detail["seeds left out (target not reached)"] = [u for u, k in zip(results["units"], keep) if not k]
+        out.append(evaluate(spec, va[keep], vb[keep], seed=STREAMS.seed(seed, "bootstrap", i), detail=detail))
     return out
 
 
@@ -102,84 +85,115 @@ def _link(stem: str) -> str:
     return f"[the {label}]({stem}.ipynb)"
 
 
-def study_verdict(chapter: str, claim_id: str) -> bool | None:
-    """Whether claim ``claim_id`` passed in the latest run of study ``chapter`` (None: no record)."""
-    from curvnb.claims import read_claims
+def study_record(chapter: str, claim_id: str) -> dict | None:
+    """The record of claim ``claim_id`` in the latest run of study ``chapter`` (None: no record)."""
     from curvnb.paths import build_dir
 
-    path = build_dir() / "claims" / f"{chapter}.json"
     try:
-        records = {r["id"]: r for r in read_claims(path)}
+        records = {r["id"]: r for r in read_claims(build_dir() / "claims" / f"{chapter}.json")}
     except (OSError, ValueError):
         return None
-    return bool(records[claim_id]["passed"]) if claim_id in records else None
+    return records.get(claim_id)
 
 
-def _compared_with_study(answer: bool, chapter: str, claim_id: str, setting: str) -> str:
-    """``, as in …`` / ``, whereas …`` against the study chapter's own verdict on the same claim."""
-    theirs = study_verdict(chapter, claim_id)
+def compared_with_study(chapter: str, claim_id: str, setting: str) -> str:
+    """The study chapter's own verdict on the same claim, in the engine's words (\"\" if it has not run)."""
+    theirs = study_record(chapter, claim_id)
     if theirs is None:
         return ""
-    return (f", {'as in' if theirs == answer else 'whereas'} the study chapter's own run ({setting}), "
-            f"where the claim {'reproduced' if theirs else 'did not reproduce'}")
+    return (f" In the study chapter's own run ({setting}, {theirs.get('profile', '?')} profile) the claim is "
+            f"*{record_verdict(theirs)}*: {format_estimate(theirs)}"
+            + (f", {format_interval(theirs)}" if format_interval(theirs) else "") + ".")
 
 
-def kernel_scale_note(move_a: Sequence[float], move_b: Sequence[float], lazier: bool) -> str:
+def kernel_scale_note(move_a: Sequence[float], move_b: Sequence[float]) -> str:
     """The laziness findings measure the NTK's change of direction (1 − cos); this sentence gives the
-    same ratio for its relative change ‖K_t − K_0‖/‖K_0‖, which also sees a change of scale (a lens
-    added after the findings were registered, so reported, not answered)."""
-    ratio, (lo, hi) = ratio_of_medians(move_a, move_b)
-    text = (f"By the relative change ‖K_t − K_0‖/‖K_0‖ instead (added after the findings were registered, "
-            f"so not a finding) the ratio is {ratio:.3g} [{lo:.3g}, {hi:.3g}]")
-    if lazier and lo > 1:
-        return text + ": the kernel's direction moved less, but its size moved more."
-    if lazier and hi < 1:
-        return text + ": both measures agree."
-    return text + "."
+    median ratio of its relative change ‖K_t − K_0‖/‖K_0‖, which also sees a change of scale (a lens
+    added after the findings were registered: reported, not decided)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.median(move_a) / np.median(move_b))
+    text = ("By the relative change ‖K_t − K_0‖/‖K_0‖ instead (added after the findings were registered, so not "
+            "a finding) the ratio of medians is ")
+    if not np.isfinite(ratio):
+        return text + "undefined (the second run's kernel has not moved at its matched probe)."
+    return text + f"{ratio:.3g}: by that measure the kernel moved {'less' if ratio < 1 else 'more'}."
 
 
-def summary_markdown(results: dict) -> str:
-    """Every finding's answer, conditioned on the run's records, with links to the study chapters."""
-    fv = finding_values(results)
+def _why(record: dict, results: dict) -> str:
+    """The study's explanation of one finding, conditioned on its verdict."""
+    fid, refs = record["id"], " and ".join(_link(s) for s in LINKS[record["id"]])
+    a, b, key = COMPARED[fid]
+    m = results["matched"]["values"]
+    if fid == "kfac-lazy":
+        text = by_verdict(record, "K-FAC at α = 1 trains lazier than Adam here",
+                          "K-FAC at α = 1 moves the kernel more than Adam here",
+                          "These seeds cannot tell whether K-FAC at α = 1 is lazier than Adam") \
+            + f"; Buffelli et al. report laziness for exact GN ({refs})."
+    elif fid == "gn-lazy":
+        text = ("Buffelli et al. report that exact GN trains lazily; here, on MNIST-1D at matched loss, "
+                + by_verdict(record, "it does", "it moves the kernel more than Adam", "these seeds cannot tell")
+                + f" ({refs})." + compared_with_study("buffelli2024", "lazy", "digits, equal steps"))
+    elif fid == "break-even-sgd":
+        text = by_verdict(record, "A larger SGD step leaves the gradient covariance's top eigenvalue lower at the "
+                          "same loss, as in the break-even picture of ", "A larger SGD step leaves λ_K¹ higher at the "
+                          "same loss, against the break-even picture of ", "Whether a larger SGD step leaves λ_K¹ "
+                          "lower at the same loss, as in the break-even picture of ") + refs \
+            + by_verdict(record, ".", ".", ", these seeds cannot tell.")
+    elif fid == "break-even-adam":
+        text = by_verdict(record, "This extends", "This reverses", "These seeds cannot tell whether this extends") \
+            + f" the SGD break-even effect of {refs} to Adam."
+    elif fid == "alice-glass":
+        text = ("Alice bounds its steps by the glass curvature; "
+                + by_verdict(record, "it ends up in flatter glass than Adam at the same loss",
+                             "it ends up in sharper glass than Adam at the same loss",
+                             "whether it ends up in flatter glass than Adam at the same loss is open here")
+                + f" ({refs} measures the density; here it is compared along trajectories).")
+    else:
+        norms = np.array([r["grad_norms_init"] for r in results["runs"]["sgd-mom"]])
+        first_last = float(np.median(norms[:, 0] / norms[:, -1]))
+        text = (f"At initialization the first layer's gradient norm is {first_last:.3g}× the last layer's (median "
+                f"over seeds): {'no' if first_last > 0.1 else 'a'} vanishing-curvature regime at this depth ({refs}).")
+    if key == "ntk":
+        text += " " + kernel_scale_note(m[a]["ntk_move"], m[b]["ntk_move"])
+    return text
+
+
+def findings_markdown(records: Sequence[dict], results: dict) -> str:
+    """What the findings answered (generated from the records) and why, per finding."""
     m = results["matched"]
-    n = len(results["seeds"])
     lines = [f"Target training loss: {m['target']:.3g} (1.05 × the largest final training loss of all "
-             f"{len(RUNS)} runs × {n} seeds). Each answer is a ratio of medians over {n} seeds with a 95 % "
-             "bootstrap interval; *yes* means the whole interval lies below 1.", ""]
-    for fid, a, b, key, statement, links in FINDING_SPECS:
-        v = fv[fid]
-        lo, hi = v["interval"]
-        answer = "**yes**" if v["passed"] else "**no** (not established)"
-        text = f"- *{statement}?* {answer}: ratio {v['ratio']:.3g} [{lo:.3g}, {hi:.3g}]."
-        refs = " and ".join(_link(s) for s in links)
-        if fid == "kfac-lazy":
-            text += (f" K-FAC at α = 1 {'is' if v['passed'] else 'is not shown to be'} lazier than Adam here; "
-                     f"Buffelli et al. report laziness for exact GN ({refs}).")
-        elif fid == "gn-lazy":
-            text += (f" Buffelli et al. report that exact GN trains lazily; here, on MNIST-1D at matched loss, "
-                     f"{'it does' if v['passed'] else 'that is not established'}"
-                     + _compared_with_study(v["passed"], "buffelli2024", "lazy", "digits, equal steps") + f" ({refs}).")
-        elif fid == "break-even-sgd":
-            text += (f" A larger SGD step {'leaves' if v['passed'] else 'does not leave'} the gradient covariance's "
-                     f"top eigenvalue lower at the same loss, {'as' if v['passed'] else 'unlike'} the break-even "
-                     f"picture of {refs}.")
-        elif fid == "break-even-adam":
-            text += (f" {'This extends' if v['passed'] else 'This does not extend'} the SGD break-even effect of "
-                     f"{refs} to Adam.")
-        if key == "ntk":
-            text += " " + kernel_scale_note(m["values"][a]["ntk_move"], m["values"][b]["ntk_move"], v["passed"])
-        if fid == "alice-glass":
-            text += (f" Alice, which bounds its steps by the glass curvature, {'does' if v['passed'] else 'does not'} "
-                     f"end up in flatter glass than Adam at the same loss ({refs} measures the density; here it is "
-                     "compared along trajectories).")
-        elif fid == "kfac-first":
-            norms = np.array([r["grad_norms_init"] for r in results["runs"]["sgd-mom"]])
-            first_last = float(np.median(norms[:, 0] / norms[:, -1]))
-            text += (f" At initialization the first layer's gradient norm is {first_last:.3g}× the last layer's "
-                     f"(median over seeds): {'no' if first_last > 0.1 else 'a'} vanishing-curvature regime at this "
-                     f"depth ({refs}).")
-        lines.append(text)
+             f"{len(RUNS)} runs × {len(results['units'])} seeds).", "", what_we_found(list(records)), ""]
+    for r in records:
+        lines.append(f"- *{r['statement']}?* **{verdict(r)}**. {_why(r, results)}")
     return "\n".join(lines)
+
+
+#: The first run's answers (finding seeds 0, 1, 2 of the old derivation, first settings; interval: the
+#: percentile bootstrap of that version), from the revision note this chapter's study module kept.
+FIRST_ANSWERS = {"kfac-lazy": ("yes", 0.10, (0.081, 0.10)), "gn-lazy": ("yes", 0.52, (0.35, 0.84)),
+                 "break-even-sgd": ("no", 1.0, (1.0, 1.0)), "break-even-adam": ("no", 1.0, (1.0, 1.0)),
+                 "alice-glass": ("no", 2.2, (1.1, 2.9)), "kfac-first": ("no", 1.0, (1.0, 1.0))}
+
+
+def registration_markdown(results: dict) -> str:
+    """The pre-registration, its revision after the first run, and the first answers (in the chapter)."""
+    first = "; ".join(f"{fid} *{v}* ({est:.2g} [{lo:.2g}, {hi:.2g}])" for fid, (v, est, (lo, hi)) in FIRST_ANSWERS.items())
+    changed = sorted({s.changed for s in SPECS if s.changed})
+    return (
+        "**Pre-registration and its revision.** The six findings — statistic (a ratio of two runs' medians over "
+        "seeds), threshold (1) and direction — were written into the study module and committed before the chapter "
+        "first ran. After that first run (three seeds) the protocol was revised once, thresholds unchanged: "
+        "(1) the two break-even findings had been registered on the *peak* λ_K¹ from initialization to the matched "
+        "probe, but the runs of one seed share their initialization and λ_K¹ fell from it in every run, so the peak "
+        "was the common initial value and the ratio 1 by construction — they now read λ_K¹ *at* the matched probe; "
+        f"(2) probes every 50 steps tied most runs at the first or second probe (kfac-first tied), so they are now "
+        f"every {PROFILES['quick'].probe_every} steps in the quick profile; (3) the selected rates of SGD-momentum, K-FAC α = ½ and Alice "
+        f"sat at the top of their grids, which moved up half a decade. First answers (old settings): {first}. "
+        "Since then every random draw comes from the book's seed streams (chapter seed, stream, unit), so every "
+        "result below is on seeds no earlier run used, rate selection on its own selection streams; the answers "
+        "have three values (yes / no / inconclusive) and honest 95 % intervals. "
+        + (f"The claims table links each revised finding to its entry on the book's Changes page "
+           f"({', '.join(changed)})." if changed else ""))
 
 
 def rates_markdown(results: dict) -> str:
@@ -190,8 +204,8 @@ def rates_markdown(results: dict) -> str:
     r = results["rates"]
     chosen = ", ".join(f"{NAMES[n]} {r[n]:.3g}" for n in RUNS)
     return ("Learning-rate grids (five rates half a decade apart, the same size for every optimizer):\n\n"
-            + "\n".join(rows) + f"\n\nRates used (chosen on validation data, selection seeds "
-            f"{', '.join(map(str, results['select_seeds']))}): {chosen}.")
+            + "\n".join(rows) + f"\n\nRates used (chosen on validation data, on "
+            f"{len(results['select_units'])} selection seed(s) of their own stream): {chosen}.")
 
 
 def init_markdown(results: dict) -> str:
@@ -215,8 +229,8 @@ HEADERS = {"evals": "grad. evals", "train_seconds": "train time (s)", "loss": "t
 
 
 def matched_table_html(results: dict, group: int = 0, point: str = "matched") -> str:
-    """One row per run, the lenses of ``TABLE_GROUPS[group]`` as ``median`` over ``[lo, hi]`` (95 %
-    bootstrap interval over seeds), at matched training loss (``point="matched"``) or at the
+    """One row per run, the lenses of ``TABLE_GROUPS[group]`` as ``median`` over ``[min, max]`` (the
+    range over seeds, a description, not an interval), at matched training loss (``point="matched"``) or at the
     evaluation budget (``point="budget"``, with the training wall time instead of the evaluations)."""
     if point not in ("matched", "budget"):
         raise ValueError(f"unknown point {point!r}: allowed values are 'matched', 'budget'")
@@ -229,7 +243,8 @@ def matched_table_html(results: dict, group: int = 0, point: str = "matched") ->
     for name in RUNS:
         cells = []
         for k in keys:
-            med, (lo, hi) = median_interval(values[name][k])
+            v = np.asarray(values[name][k], float)
+            med, lo, hi = np.median(v), np.min(v), np.max(v)
             cells.append(f"<td style='padding:2px 6px;text-align:right'>{med:.3g}<br>"
                          f"<small>[{lo:.3g}, {hi:.3g}]</small></td>")
         body.append(f"<tr><td style='padding:2px 6px'>{html.escape(NAMES[name])}</td>{''.join(cells)}</tr>")
