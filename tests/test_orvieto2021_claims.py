@@ -1,32 +1,26 @@
-"""orvieto2021: the claims' machinery (statistics over the stated seeds, intervals, generated text),
-exact claims, figures at the book's width, and the records of the chapter's smoke run."""
+"""orvieto2021: the claims on the verdict engine (specs declared once, units from the methods, values
+kept, seed streams), exact identities, figures at the book's width, and the records of the chapter's
+smoke run (statistical verdicts never asserted)."""
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
-from conftest import BOOK_GROUP, assert_over_seeds, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, assert_well_formed, checked_claims, smoke_chapter
+
+from curvnb.claims import VERDICTS3
+from curvnb.studies import orvieto2021 as study
 
 pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
 
-ALL = {"chain-median", "gradient-slope", "relu-collapse", "hessian-vanishes", "balanced-escape", "rescaling",
-       "deep-narrow-mlp"}
-# Deterministic claims (no sampling enters their verdict): asserted. The statistical ones are
-# checked for their number of seeds and interval only; their verdict is the chapter's to report.
-EXPECTED_TO_HOLD = {"balanced-escape", "rescaling"}
-
-
-def _tiny_config():
-    from curvnb.studies import orvieto2021 as study
-
-    return study.PROFILES["smoke"]
+ALL = {spec.id for spec in study.SPECS}
+# Deterministic claims and exact identities (no sampling enters their verdict): asserted.
+EXPECTED_TO_HOLD = {"balanced-escape-gd", "balanced-escape-adam"}
 
 
 @pytest.fixture(scope="module")
 def tiny_results():
-    from curvnb.studies import orvieto2021 as study
-
-    cfg = _tiny_config()
+    cfg = study.PROFILES["smoke"]
     ch = smoke_chapter("orvieto2021")   # as the chapter computes it: its smoke run reads the same cache
     results = {}
     for piece in study.PIECES:
@@ -34,77 +28,73 @@ def tiny_results():
     return cfg, results
 
 
-def test_profiles_meet_the_restated_seed_counts():
-    from curvnb.studies import orvieto2021 as study
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_units_meet_each_methods_minimum(profile):
+    """Every statistic gets at least the units its interval method needs (from the config, before running)."""
+    cfg = study.PROFILES[profile]
+    n = study.units(cfg)
+    assert set(n) == ALL
+    for spec in study.SPECS:
+        assert n[spec.id] >= spec.min_units(), (profile, spec.id, n[spec.id], spec.min_units())
+    assert cfg.chain_units <= cfg.chain_samples and cfg.hessian_claim_depths == (8, 64)   # the errata: 64 vs 8
+    assert set(study.COLLAPSE_WIDTHS) == {16, 32, 64} and 8 in cfg.relu_widths
+    assert all(d in cfg.grad_depths and 2 * d in cfg.grad_depths for d in study.COLLAPSE_WIDTHS)
+    for stream, count in (("grad-init", cfg.grad_seeds), ("hessian-init", cfg.hessian_seeds),
+                          ("arch-init", cfg.arch_seeds), ("mlp-init", cfg.mlp_seeds),
+                          ("select-init", cfg.select_seeds)):
+        assert count <= study.STREAMS.streams[stream].max_index, (profile, stream)
 
-    for name, cfg in study.PROFILES.items():
-        if name == "smoke":   # the tests' run: below the claims' seed counts, no evidence
-            continue
-        assert cfg.grad_seeds >= 200 and cfg.hessian_seeds >= 50 and cfg.mlp_seeds >= 5
-        assert set(cfg.collapse_widths) == {16, 32, 64} and 8 in cfg.relu_widths
-        assert all(d in cfg.grad_depths and 2 * d in cfg.grad_depths for d in cfg.collapse_widths)
+
+def test_specs_declare_each_rule_once():
+    assert len(ALL) == len(study.SPECS) == 18
+    assert {s.id for s in study.SPECS if s.kind == "check"} == {"rescaling-adam", "rescaling-gd"}
+    assert all(s.source and s.changed == f"orvieto2021-{s.id}" for s in study.SPECS)
+    h = study.SPEC["hessian-vanishes"]
+    assert (h.statistic, h.direction, h.threshold) == ("ratio_of_medians_paired", "less", 1e-2)
 
 
-def test_claims_machinery_on_a_tiny_run(tiny_results):
-    """Every claim is computed over the seeds of the run, with an interval for the statistical ones."""
-    from curvnb.claims import Claim
-    from curvnb.studies import orvieto2021 as study
+def test_seed_streams_separate_selection_from_test_and_chapter_seeds():
+    roles = {name: study.STREAMS.role(name) for name in study.STREAMS.streams}
+    assert {n for n, r in roles.items() if r == "selection"} == {"select-init", "select-reshuffle"}
+    seeds = {}
+    for chapter_seed in (0, 1, 2**32 - 1):
+        for name, stream in study.STREAMS.streams.items():
+            for i in range(min(stream.max_index, 16)):
+                seeds.setdefault(study.STREAMS.seed(chapter_seed, name, i), []).append((chapter_seed, name, i))
+    assert all(len(v) == 1 for v in seeds.values())
+    # the derived seeds reach the weights: chapter seeds 0 and 1 give different nets (manual_seed would not)
+    from curvnb.init_stats import seed_batched_mlp
+    a, b = (seed_batched_mlp(4, 4, 3, 2, study.seed_ids(k, "mlp-init", 1)) for k in (0, 1))
+    assert not torch.equal(next(a.parameters()), next(b.parameters()))
 
+
+def test_claims_keep_their_values_on_a_tiny_run(tiny_results):
     cfg, res = tiny_results
-    out = {c.id: c for c in study.claims(res, cfg)}
-    assert set(out) == ALL and all(isinstance(c, Claim) and c.source for c in out.values())
-    assert {c.id for c in out.values() if c.kind == "check"} == {"rescaling"}
-    expected_seeds = {"chain-median": cfg.chain_samples, "gradient-slope": cfg.grad_seeds,
-                      "relu-collapse": cfg.grad_seeds, "hessian-vanishes": cfg.hessian_seeds,
-                      "rescaling": cfg.rescale_seeds, "deep-narrow-mlp": cfg.mlp_seeds, "balanced-escape": 1}
-    for cid, n in expected_seeds.items():
-        assert out[cid].seeds == n, cid
-        assert (out[cid].interval is None) == (n == 1), cid
-    # The tested statistic (first measured entry) matches the threshold logic.
-    slope = out["gradient-slope"].measured
-    parts = ("ReLU d=16", "linear d=4", "ReLU d=64")
-    worst = max(abs(slope[f"slope {k}"] / slope[f"theory {k}"] - 1) for k in parts)
-    assert slope["largest |slope/theory − 1|"] == pytest.approx(worst)
-    assert out["gradient-slope"].passed == (worst <= 0.4)
-    col = out["relu-collapse"].measured
-    margin = min(0.3 - col["span at L/d=1 (decades)"], 0.3 - col["span at L/d=2 (decades)"],
-                 col["drop from L/d=1 to 2 (decades)"] - 0.8)
-    assert col["worst margin (decades)"] == pytest.approx(margin)
-    assert out["relu-collapse"].passed == (col["span at L/d=1 (decades)"] < 0.3 and col["span at L/d=2 (decades)"] < 0.3
-                                           and col["drop from L/d=1 to 2 (decades)"] >= 0.8)
-    assert "d=8 (reported, not tested) medians L/d=1, 2" in col
-    h = out["hessian-vanishes"].measured
-    assert h["ratio of medians"] == pytest.approx(h["median max|λ| L=16"] / h["median max|λ| L=8"])
-    # exact: the rescaling check holds (Adam with tiny ε is scale invariant; GD on c·ℓ is GD at c·η)
-    assert out["rescaling"].measured["Adam median spread (max/min − 1)"] == 0
-    md = study.summary_markdown([c.record("quick") for c in out.values()])
-    for cid in ALL:
-        assert f"**{cid}**" in md
-    assert "self-check" in md and "Source:" in md
-    assert "decades per layer" in study.hessian_slope_markdown(res, cfg)
+    out = {r.id: r for r in study.claims(res, cfg, 0)}
+    assert list(out) == [s.id for s in study.SPECS]
+    n = study.units(cfg)
+    for cid, r in out.items():
+        assert r.verdict in VERDICTS3 and r.n_units <= n[cid], cid   # non-finite units are left out
+    assert out["balanced-escape-gd"].verdict == "reproduced"   # deterministic: GD matches gradient flow
+    # exact: Adam with tiny ε is scale invariant, so its median hitting steps agree to the step
+    assert out["rescaling-adam"].estimate == 0
+    text = study.findings_markdown([r.record("smoke") for r in out.values()])
+    assert "new seeds" in text
+    assert "decades per layer" in study.hessian_slope_markdown(res, cfg, 0)
 
 
-def test_claim_statistics_on_known_inputs(tiny_results):
-    """Medians that follow the theory exactly give relative error 0, and the collapse margins by hand."""
+def test_claim_statistics_on_known_inputs():
+    """Medians that follow the theory exactly give slope error 0; spans and drop by hand."""
     from curvnb.init_stats import log_ratio_per_layer
-    from curvnb.studies import orvieto2021 as study
+    from curvnb.studies.orvieto2021.specs import _drop_of_medians, _span_of_medians, _worst_slope_error
 
-    cfg, res = tiny_results
-    res = dict(res)
-    grads = {}
-    for act, widths in (("relu", cfg.relu_widths), ("linear", cfg.linear_widths)):
-        for d in widths:
-            for L in cfg.grad_depths:
-                centre = log_ratio_per_layer(d, act) / np.log(10) * L
-                grads[(act, d, L)] = 10.0 ** (centre + np.linspace(-1, 1, 7))  # median exactly at the centre
-    res["grad_first"] = grads
-    out = {c.id: c for c in study.claims(res, cfg)}
-    assert out["gradient-slope"].measured["largest |slope/theory − 1|"] == pytest.approx(0, abs=1e-9)
-    assert out["gradient-slope"].passed and out["gradient-slope"].seeds == 7
-    cs = study.collapse_stats(res, cfg)
-    expect1 = [log_ratio_per_layer(d, "relu") / np.log(10) * d for d in cfg.collapse_widths]
-    assert cs["at1"] == pytest.approx(expect1)
-    assert cs["span1"] == pytest.approx(max(expect1) - min(expect1))
+    spread = np.linspace(-1, 1, 7)
+    logs = [log_ratio_per_layer(d, act) / np.log(10) * L + spread
+            for act, d in study.SLOPE_PARTS for L in study.SLOPE_DEPTHS]
+    assert _worst_slope_error(*logs) == pytest.approx(0, abs=1e-9)
+    groups = [np.full(7, v) + spread for v in (-1.0, -1.2, -0.9, -2.0, -2.5, -2.1)]
+    assert _span_of_medians(*groups[:3]) == pytest.approx(0.3)
+    assert _drop_of_medians(*groups) == pytest.approx(-1.0 - (-2.1))
 
 
 def test_figures_fit_the_book(tiny_results):
@@ -126,18 +116,17 @@ def test_figures_fit_the_book(tiny_results):
 def test_smoke_run_claims(executed_chapter):
     from curvnb import book
     from curvnb.claims import read_claims_file
-    from curvnb.studies import orvieto2021 as study
 
     records = executed_chapter("orvieto2021")
-    assert_well_formed(records, "orvieto2021")
+    assert_well_formed(records, "orvieto2021", kinds={s.id: s.kind for s in study.SPECS})
     claims = checked_claims(records, ALL, EXPECTED_TO_HOLD)
-    cfg = study.PROFILES["smoke"]   # its seed counts are below what the claims ask: machinery, no evidence
-    assert_over_seeds(claims, {"chain-median": cfg.chain_samples, "gradient-slope": cfg.grad_seeds,
-                               "relu-collapse": cfg.grad_seeds, "hessian-vanishes": cfg.hessian_seeds,
-                               "rescaling": cfg.rescale_seeds, "deep-narrow-mlp": cfg.mlp_seeds})
-    assert claims["balanced-escape"]["seeds"] == 1 and claims["balanced-escape"]["interval"] is None
-    assert claims["rescaling"]["kind"] == "check"
-    assert all(claims[c]["kind"] == "paper" and claims[c]["source"] for c in ALL - {"rescaling"})
+    n = study.units(study.PROFILES["smoke"])   # below what the claims ask: machinery, no evidence
+    for spec in study.SPECS:
+        r = claims[spec.id]
+        assert r["rule"] == "engine" and r["verdict"] in VERDICTS3 and r["n_units"] <= n[spec.id], spec.id
+        assert r["changed"] == spec.changed
+        kept = r["values"].get("x") or r["values"].get("a") or r["values"].get("g0")
+        assert len(kept) == r["n_units"], spec.id
     run, _ = read_claims_file(book.build_dir() / "claims" / "orvieto2021.json")
     assert run["chapter"] == "orvieto2021" and run["profile"] == "smoke" and run["wall_time_s"] > 0
 

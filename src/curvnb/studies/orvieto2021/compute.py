@@ -13,12 +13,17 @@ import numpy as np
 import torch
 
 from curvnb.config import single_thread
+from curvnb.seeds import declare_streams
 from curvnb.init_stats import (chain_descent, chain_log_products, grad_norms_over_depths, hessian_spectrum_at_init,
                                hessian_top_at_init, seed_batched_mlp, train_seeds)
 
 
-#: Seeds of chapter seed k are k·SEED_STRIDE + i: independent sets for different chapter seeds.
-SEED_STRIDE = 100_000
+#: Every random draw of the chapter: (chapter seed, stream, index) -> a generator seed (:mod:`curvnb.seeds`).
+#: Tested units come from "test" streams; the learning rates of F5 are chosen on "selection" units only.
+STREAMS = declare_streams("orvieto2021", {
+    "chain": ("test", 1), "grad-init": ("test", 1000), "hessian-init": ("test", 200), "spectrum": ("test", 1),
+    "rescale": ("test", 1), "split": ("test", 1), "arch-init": ("test", 100), "mlp-init": ("test", 16),
+    "mlp-reshuffle": ("test", 1), "select-init": ("selection", 8), "select-reshuffle": ("selection", 1)})
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Config:
     chain_depths: tuple[int, ...] = (5, 10, 20, 50)
     chain_samples: int = 200_000
     chain_claim_depth: int = 20
+    chain_units: int = 5000                            # claims 1a-b: the first chains of the claim depth
     # F2 / claims 2-3: first-layer gradient at init (d_in, n examples, MSE to N(0,1) targets)
     grad_depths: tuple[int, ...] = (8, 16, 32, 64, 128)
     relu_widths: tuple[int, ...] = (8, 16, 32, 64)
@@ -34,11 +40,10 @@ class Config:
     grad_seeds: int = 200                              # claim 2 asks ≥ 100, claim 3 ≥ 200
     d_in: int = 16
     n: int = 64
-    slope_depths: tuple[int, ...] = (8, 16, 32, 64)    # claim 2: least-squares slope over these depths
-    collapse_widths: tuple[int, ...] = (16, 32, 64)    # claim 3: tested widths (the others are reported)
     # F3 / claim 4: Hessian at init (linear/Xavier)
     hessian_width: int = 4
     hessian_depths: tuple[int, ...] = (8, 16, 32, 64)
+    hessian_claim_depths: tuple[int, int] = (8, 64)   # claim 4: median max|λ| at 64 over that at 8
     hessian_seeds: int = 50                            # claim 4 asks ≥ 50
     spectrum_depths: tuple[int, ...] = (4, 8, 16)
     spectrum_width: int = 4
@@ -64,7 +69,8 @@ class Config:
     train_steps: int = 600
     sgd_lrs: tuple[float, ...] = (0.03, 0.1, 0.3)
     adam_lrs: tuple[float, ...] = (1e-3,)
-    mlp_seeds: int = 5                                 # claim 7 asks ≥ 5 (trained nets per condition)
+    mlp_seeds: int = 8                                 # tested nets per condition (a bootstrap needs 8)
+    select_seeds: int = 3                              # selection nets per (condition, rate)
     arch_depths: tuple[int, ...] = (8, 16, 32, 64)
     arch_seeds: int = 50                               # gradient at init per architecture
     arch_examples: int = 0  # examples for the gradient at init (0: the whole training set)
@@ -73,15 +79,17 @@ class Config:
 PROFILES = {
     "quick": Config(),
     "full": Config(chain_samples=2_000_000, grad_depths=(8, 16, 32, 64, 128, 256), relu_widths=(8, 16, 32, 64, 128),
-                   linear_widths=(4, 16, 64, 128), grad_seeds=1000, hessian_seeds=200,
+                   linear_widths=(4, 16, 64, 128), grad_seeds=1000, hessian_seeds=200, chain_units=20_000,
                    hessian_depths=(8, 16, 32, 64, 128), rescale_seeds=1000, dataset="fashion-mnist", train_size=10_000,
-                   train_steps=3000, sgd_lrs=(0.01, 0.03, 0.1, 0.3, 1.0), adam_lrs=(3e-4, 1e-3, 3e-3), mlp_seeds=10,
+                   train_steps=3000, sgd_lrs=(0.01, 0.03, 0.1, 0.3, 1.0), adam_lrs=(3e-4, 1e-3, 3e-3), mlp_seeds=16,
+                   select_seeds=8,
                    arch_depths=(8, 16, 32, 64, 128), arch_seeds=100, arch_examples=2000),
     # tiny: every code path in seconds (tests); its verdicts are no evidence (and its seed counts are
     # below what the claims ask)
-    "smoke": Config(chain_samples=2000, grad_seeds=6, hessian_seeds=3, hessian_depths=(8, 16), spectrum_depths=(4,),
+    "smoke": Config(chain_samples=2000, chain_units=2000, grad_seeds=6, hessian_seeds=3, hessian_depths=(8, 64),
+                    spectrum_depths=(4,),
                     balanced_w0=(0.5,), gd_lr_grid=(0.1,), adam_lr_grid=(0.01,), escape_steps=300, rescale_seeds=8,
-                    rescale_steps=200, train_size=256, mlp_depth=8, train_steps=20, sgd_lrs=(0.03, 0.1), mlp_seeds=3,
+                    rescale_steps=200, train_size=256, mlp_depth=8, train_steps=20, sgd_lrs=(0.03, 0.1), mlp_seeds=3, select_seeds=2,
                     arch_depths=(8,), arch_seeds=4, arch_examples=128),
 }
 
@@ -90,16 +98,16 @@ VARIANTS = {"plain": {}, "residual": {"residual": True}, "residual+BN": {"residu
             "BN": {"batchnorm": True}}
 
 
-def seed_ids(config: Config, seed: int, count: int) -> list[int]:
-    """The ``count`` initialisation seeds of chapter seed ``seed`` (disjoint across chapter seeds)."""
-    return [SEED_STRIDE * int(seed) + i for i in range(count)]
+def seed_ids(seed: int, stream: str, count: int) -> list[int]:
+    """The generator seeds of units 0..count-1 of ``stream`` under chapter seed ``seed``."""
+    return [STREAMS.seed(seed, stream, i) for i in range(count)]
 
 
 def load_classification(config: Config, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The training split of ``config.dataset`` as flat, standardised float32 features and labels."""
     if config.dataset == "digits":
         from curvnb.data import load_digits_split
-        x, y, _, _ = load_digits_split(seed=seed)
+        x, y, _, _ = load_digits_split(seed=STREAMS.seed(seed, "split", 0))
     elif config.dataset in ("fashion-mnist", "mnist"):
         from curvnb.data.local import load_mnist_like
         x, y, _, _ = load_mnist_like(name=config.dataset)
@@ -108,7 +116,7 @@ def load_classification(config: Config, seed: int) -> tuple[torch.Tensor, torch.
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}: allowed values are 'digits', 'fashion-mnist', 'mnist'")
     if config.train_size:
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:config.train_size]
+        idx = torch.randperm(len(x), generator=STREAMS.torch(seed, "split", 0))[:config.train_size]
         x, y = x[idx], y[idx]
     return x, y
 
@@ -129,7 +137,8 @@ def _cpu_single_thread(fn: Callable[..., dict]) -> Callable[..., dict]:
 @_cpu_single_thread
 def run_chain(config: Config, *, device: torch.device, seed: int) -> dict:
     """F1 / claim 1: ln|∏w| of many neural chains."""
-    logs = chain_log_products(config.chain_depths + (config.chain_claim_depth,), config.chain_samples, seed=seed)
+    logs = chain_log_products(config.chain_depths + (config.chain_claim_depth,), config.chain_samples,
+                              seed=STREAMS.seed(seed, "chain", 0))
     return {"chain": logs}
 
 
@@ -140,7 +149,7 @@ def run_gradients(config: Config, *, device: torch.device, seed: int) -> dict:
     Every cell uses the same ``grad_seeds`` seeds (paired across cells), all seeds of a cell at once."""
     from tqdm.auto import tqdm
 
-    seeds = seed_ids(config, seed, config.grad_seeds)
+    seeds = seed_ids(seed, "grad-init", config.grad_seeds)
     rows = [("relu", "he", d) for d in config.relu_widths] + [("linear", "xavier", d) for d in config.linear_widths]
     grads = {}
     for act, init, d in tqdm(rows, desc="gradients at init", leave=False):
@@ -155,11 +164,13 @@ def run_hessian(config: Config, *, device: torch.device, seed: int) -> dict:
     """F3 / claim 4: top |λ| of the Hessian at init over seeds (Lanczos); dense spectra of tiny nets."""
     from tqdm.auto import tqdm
 
-    seeds = seed_ids(config, seed, config.hessian_seeds)
+    seeds = seed_ids(seed, "hessian-init", config.hessian_seeds)
+    depths = sorted(set(config.hessian_depths) | set(config.hessian_claim_depths))
     top = {L: hessian_top_at_init(L, config.hessian_width, seeds, activation="linear", init="xavier",
                                   d_in=config.d_in, n=config.n)
-           for L in tqdm(config.hessian_depths, desc="Hessian at init", leave=False)}
-    spectra = {L: hessian_spectrum_at_init(L, config.spectrum_width, seed) for L in config.spectrum_depths}
+           for L in tqdm(depths, desc="Hessian at init", leave=False)}
+    spectra = {L: hessian_spectrum_at_init(L, config.spectrum_width, STREAMS.seed(seed, "spectrum", 0))
+               for L in config.spectrum_depths}
     return {"hessian_top": top, "spectra": spectra}
 
 
@@ -181,7 +192,7 @@ def run_escape(config: Config, *, device: torch.device, seed: int) -> dict:
     adam_curves = chain_descent(w, lr=config.adam_lr, steps=2000, optimizer="adam", record=True)["loss"]
     curves = {w0: {"gd": gd_curves[:, i], "adam": adam_curves[:, i]} for i, w0 in enumerate(config.balanced_w0)}
     # Random chains: the same chains at every loss scale c, all scales as one batch.
-    W = torch.randn(config.rescale_seeds, config.rescale_depth, generator=torch.Generator().manual_seed(seed),
+    W = torch.randn(config.rescale_seeds, config.rescale_depth, generator=STREAMS.torch(seed, "rescale", 0),
                     dtype=torch.float64)
     scales = list(config.rescale_scales)
     Wc = W.repeat(len(scales), 1)
@@ -196,38 +207,55 @@ def run_escape(config: Config, *, device: torch.device, seed: int) -> dict:
     return {"balanced": esc, "balanced_curves": curves, "rescale": rescale}
 
 
+def _train(config: Config, x, y, name: str, opt: str, slots: list[tuple[float, int]], device, reshuffle: int):
+    """Train every (learning rate, seed) slot of architecture ``name`` as one seed-batched network;
+    returns the steps and the (records, slots) cross-entropy curves."""
+    model = seed_batched_mlp(config.mlp_depth, config.mlp_width, x.shape[1], int(y.max()) + 1, [s for _, s in slots],
+                             init="he", dtype=torch.float32, device=device, **VARIANTS[name])
+    h = train_seeds(model, x, y, [s for _, s in slots], optimizer=opt, lr=[lr for lr, _ in slots],
+                    steps=config.train_steps, batch_size=config.batch_size, seed=reshuffle)
+    return h["step"], h["loss"]
+
+
+#: F5's trained conditions: (architecture, optimiser).
+CONDITIONS = (("plain", "sgd"), ("plain", "adam"), ("residual", "sgd"), ("residual+BN", "sgd"))
+
+
 @_cpu_single_thread
 def run_mlp(config: Config, *, device: torch.device, seed: int) -> dict:
-    """F5 / claim 7: gradient at init per architecture, and SGD/Adam training of ``mlp_seeds`` seeds.
-
-    All seeds (and, for SGD, all learning rates) of one architecture train as one seed-batched
-    network; each slot follows exactly its own trajectory on its own batch order."""
+    """F5 / claim 7: gradient at init per architecture; then per condition, the learning rate with the
+    lowest median final training cross-entropy on ``select_seeds`` selection nets, and ``mlp_seeds`` test
+    nets trained at that rate. All slots of one architecture train as one seed-batched network."""
     from tqdm.auto import tqdm
 
     x, y = load_classification(config, seed)
     x, y = x.to(device), y.to(device)
     xa, ya = (x, y) if not config.arch_examples else (x[:config.arch_examples], y[:config.arch_examples])
-    arch_seeds = seed_ids(config, seed, config.arch_seeds)
+    arch_seeds = seed_ids(seed, "arch-init", config.arch_seeds)
     arch = {}
     for name, kw in tqdm(list(VARIANTS.items()), desc="architectures at init", leave=False):
         by_depth = grad_norms_over_depths(config.arch_depths, config.mlp_width, arch_seeds, loss="ce", first_only=True,
                                           data=(xa.double().cpu(), ya.cpu()), **kw)
         arch.update({(name, L): g[:, 0] for L, g in by_depth.items()})
-    seeds = seed_ids(config, seed, config.mlp_seeds)
-    n_classes = int(y.max()) + 1
-    plan = [("plain", "sgd", config.sgd_lrs), ("residual", "sgd", config.sgd_lrs),
-            ("residual+BN", "sgd", config.sgd_lrs)] + [("plain", "adam", (lr,)) for lr in config.adam_lrs]
+    select = seed_ids(seed, "select-init", config.select_seeds)
+    selection, selected = {}, {}
+    for name, opt in tqdm(CONDITIONS, desc="rate selection", leave=False):
+        lrs = config.sgd_lrs if opt == "sgd" else config.adam_lrs
+        if len(lrs) == 1:   # nothing to choose
+            selected[(name, opt)] = lrs[0]
+            continue
+        _, loss = _train(config, x, y, name, opt, [(lr, s) for lr in lrs for s in select], device,
+                         STREAMS.seed(seed, "select-reshuffle", 0))
+        finals = loss[-1].reshape(len(lrs), len(select))
+        selection.update({(name, opt, lr): finals[i] for i, lr in enumerate(lrs)})
+        selected[(name, opt)] = float(lrs[int(np.argmin(np.median(finals, axis=1)))])
+    tested = seed_ids(seed, "mlp-init", config.mlp_seeds)
     curves, steps = {}, None
-    for name, opt, lrs in tqdm(plan, desc="training", leave=False):
-        slots = [(lr, s) for lr in lrs for s in seeds]
-        model = seed_batched_mlp(config.mlp_depth, config.mlp_width, x.shape[1], n_classes, [s for _, s in slots],
-                                 init="he", dtype=torch.float32, device=device, **VARIANTS[name])
-        h = train_seeds(model, x, y, [s for _, s in slots], optimizer=opt, lr=[lr for lr, _ in slots],
-                        steps=config.train_steps, batch_size=config.batch_size, seed=seed)
-        steps = h["step"]
-        for i, lr in enumerate(lrs):
-            curves[(name, opt, lr)] = h["loss"][:, i * len(seeds):(i + 1) * len(seeds)]  # (records, seeds)
-    return {"arch_grad": arch, "training": {"step": steps, "curves": curves, "seeds": seeds}}
+    for name, opt in tqdm(CONDITIONS, desc="training", leave=False):
+        steps, curves[(name, opt)] = _train(config, x, y, name, opt, [(selected[(name, opt)], s) for s in tested],
+                                            device, STREAMS.seed(seed, "mlp-reshuffle", 0))
+    return {"arch_grad": arch, "training": {"step": steps, "curves": curves, "selected": selected,
+                                            "selection": selection, "units": len(tested)}}
 
 
 #: The cached pieces of the chapter, in order (``ch.cached(piece)`` for each).
