@@ -106,6 +106,27 @@ def _fresh_block(basis: torch.Tensor, b: int, *, seed: int, restart: int) -> tor
     return U[:, keep] if bool(keep.any()) else None
 
 
+def _may_miss(theta: np.ndarray, closed: np.ndarray, k: int, which: str, tol: float, scale: float,
+              dtype: torch.dtype) -> bool:
+    """Whether the complement of a Krylov space that just closed may still hold a wanted value.
+
+    A Krylov space from a random start holds every distinct eigenvalue of the operator restricted to
+    the space it started in, but one copy of each per start vector (per column of a block). So the
+    complement of the basis holds only further copies of the values of the block that just closed
+    (``closed``): a wanted value is missing iff fewer than k values were found, or ``closed`` has a
+    value strictly better than the k-th wanted one (e.g. a repeated eigenvalue 0 of a low-rank GGN,
+    asked for with ``which="SA"``)."""
+    if len(theta) < k:
+        return True
+    worst = float(theta[_select(theta, k, which)[-1]])
+    margin = float(_limits(np.array([worst]), tol, scale, dtype)[0])
+    if which == "LA":
+        return bool(np.any(closed > worst + margin))
+    if which == "SA":
+        return bool(np.any(closed < worst - margin))
+    return bool(np.any(np.abs(closed) > abs(worst) + margin))
+
+
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 1, which: str = "LA",
             tol: float = 1e-3, max_iter: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
             device: torch.device | str = "cpu", return_eigenvectors: bool = False,
@@ -116,7 +137,9 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
     Krylov space is invariant (exact) with at least k values, or after ``max_iter`` products
     (``converged=False``). A space that closes before k values (an operator with fewer than k
     distinct eigenvalues: the identity, a zero GGN) is an exact answer for its part: the iteration
-    restarts from a fresh seeded vector orthogonal to it, so k values are always returned.
+    restarts from a fresh seeded vector orthogonal to it, so k values are always returned; it also
+    restarts while the complement may hold a further copy of a wanted value (the repeated eigenvalue
+    0 of a low-rank GGN with ``which="SA"``), so a closed space never reports a repeated value once.
     ``bound="residual"`` (default) uses the Ritz residual r, a rigorous bound on the distance to an
     eigenvalue; ``bound="gap"`` uses min(r, r²/gap) with the gap to the nearest other Ritz value, the
     usual eigenvalue error *estimate*: fewer products, but NOT a bound — when the Ritz gap overstates
@@ -143,6 +166,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
     converged = False
     theta = S = idx = None
     scale = 0.0
+    block_start = 0  # first row of the Krylov space begun at the last (re)start
     for j in range(max_iter):
         Q[j] = q
         w = matvec(q).to(dtype)
@@ -158,27 +182,33 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: int = 
         theta, S = np.linalg.eigh(T)
         scale = max(scale, float(np.abs(theta).max()))
         invariant = beta <= 1e-10 * max(scale, 1e-300) or m == n
-        if invariant and m < k and m < max_iter:
-            # the Krylov space closed before k values (e.g. few distinct eigenvalues): it is an exact
-            # invariant subspace; go on from a fresh start orthogonal to it (T stays block diagonal)
-            q = _fresh_block(Q[:m], 1, seed=seed, restart=m)
-            if q is not None:
-                betas.append(0.0)
-                q = q[:, 0]
-                continue
-        if m >= k and (invariant or m % check_every == 0 or m == max_iter):
+        if invariant:
+            # the Krylov space closed: an exact invariant subspace. Its complement holds only further
+            # copies of the values just found; go on from a fresh start orthogonal to it (T stays block
+            # diagonal) while one of those copies could still be wanted (fewer than k values, or a
+            # repeated value better than the k-th, e.g. the eigenvalue 0 of a low-rank GGN)
+            need = m < n and _may_miss(theta, np.linalg.eigvalsh(T[block_start:, block_start:]), k, which, tol,
+                                       scale, dtype)
+            if need and m < max_iter:
+                q = _fresh_block(Q[:m], 1, seed=seed, restart=m)
+                if q is not None:
+                    betas.append(0.0)
+                    q = q[:, 0]
+                    block_start = m
+                    continue
+            converged = not need
+            break
+        if m >= k and (m % check_every == 0 or m == max_iter):
             idx = _select(theta, k, which)
-            res = np.abs(beta * S[-1, idx]) if not invariant else np.zeros(k)
+            res = np.abs(beta * S[-1, idx])
             if bound == "gap" and m > 1:
                 others = np.abs(theta[idx][:, None] - theta[None, :])
                 others[np.arange(k), idx] = np.inf
                 gap = others.min(axis=1)
                 res = np.minimum(res, res ** 2 / np.maximum(gap, 1e-300))
-            if invariant or np.all(res <= _limits(theta[idx], tol, scale, dtype)):
+            if np.all(res <= _limits(theta[idx], tol, scale, dtype)):
                 converged = True
                 break
-        if invariant:
-            break
         betas.append(beta)
         q = w / beta
     idx = _select(theta, min(k, m), which)
@@ -227,7 +257,7 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
     block = block.to(dtype=dtype, device=device)
     Q = torch.empty(max_iter + b, n, dtype=dtype, device=device)  # basis vectors as rows: contiguous slices
     T = np.zeros((max_iter + b, max_iter + b))
-    m = count = 0
+    m = count = block_start = 0
     scale = 0.0
     converged = False
     while True:
@@ -253,20 +283,25 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
         keep = sig > 1e-10 * max(scale, 1e-300)
         R = (sig[:, None] * Vh).double().cpu().numpy()  # remainder = U R (all of it, for the residuals)
         exhausted = not bool(keep.any()) or m >= n  # an (exactly) invariant subspace
+        if exhausted:
+            # closed: restart from a fresh block orthogonal to the invariant subspace while its
+            # complement may still hold a wanted value (as in :func:`lanczos`)
+            need = m < n and _may_miss(theta, np.linalg.eigvalsh(T[block_start:m, block_start:m]), k, which,
+                                       tol, scale, dtype)
+            if need:
+                fresh = _fresh_block(Q[:m], b, seed=seed, restart=m)
+                if fresh is not None and count + fresh.shape[1] <= max_iter:
+                    block, block_start = fresh, m
+                    continue
+            converged = not need
+            break
         if m >= k:
             idx = _select(theta, k, which)
-            res = np.zeros(k) if exhausted else np.linalg.norm(R @ S[m - w:m, idx], axis=0)
+            res = np.linalg.norm(R @ S[m - w:m, idx], axis=0)
             if np.all(res <= _limits(theta[idx], tol, scale, dtype)):
                 converged = True
                 break
-        if exhausted and m < k:
-            # closed before k values: restart from a fresh block orthogonal to the invariant subspace
-            fresh = _fresh_block(Q[:m], b, seed=seed, restart=m)
-            if fresh is None or count + fresh.shape[1] > max_iter:
-                break
-            block = fresh
-            continue
-        if exhausted or count + int(keep.sum()) > max_iter:
+        if count + int(keep.sum()) > max_iter:
             break
         block = U[:, keep]
     idx = _select(theta, min(k, m), which)

@@ -17,7 +17,7 @@ BACKENDS = ("lanczos", "scipy")
 def eigsh_operator(op: CurvatureOperator, *, k: int = 1, which: str = "LA", tol: float = 1e-3,
                    return_eigenvectors: bool = False, seed: int = 0, max_iter: int | None = None) -> SpectrumResult:
     """SciPy's ``eigsh`` (ARPACK) on ``op`` wrapped as a ``LinearOperator`` (a reference backend)."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
     n = op.shape[0]
     start_count = op.num_matvecs
@@ -28,7 +28,14 @@ def eigsh_operator(op: CurvatureOperator, *, k: int = 1, which: str = "LA", tol:
 
     lin = LinearOperator((n, n), matvec=mv, dtype=np.float64)
     v0 = random_unit_vector(n, dtype=torch.float64, device="cpu", seed=seed).numpy()
-    vals, vecs = eigsh(lin, k=k, which=which, tol=tol, v0=v0, maxiter=max_iter)
+    try:
+        vals, vecs = eigsh(lin, k=k, which=which, tol=tol, v0=v0, maxiter=max_iter)
+    except ArpackError as exc:
+        # ARPACK cannot go on from a Krylov space that closed before k values (info -9 "Starting
+        # vector is zero" on an exactly zero operator, e.g. the GGN of NLL after LogSoftmax)
+        raise ValueError(f"ARPACK (backend='scipy') failed: {str(exc).rstrip('.')}. This happens when the Krylov space closes "
+                         "before k values (e.g. an exactly zero GGN); use backend='lanczos', which restarts "
+                         "on invariant subspaces") from exc
     order = np.argsort(-vals)
     vals, vecs = vals[order], vecs[:, order]
     Av = np.stack([mv(vecs[:, i]) for i in range(k)], axis=1)  # residuals (not counted below)
