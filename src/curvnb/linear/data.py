@@ -14,22 +14,25 @@ def _orthonormal(rows: int, cols: int, g: torch.Generator, dtype: torch.dtype) -
 
 
 def teacher_map(singular_values: Sequence[float], n_out: int, n_in: int, *, seed: int = 0,
-                dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``S = U diag(s) Vᵀ`` with random orthonormal ``U`` (``n_out × r``) and ``V`` (``n_in × r``)."""
+                dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``S = U diag(s) Vᵀ`` with random orthonormal ``U`` (``n_out × r``) and ``V`` (``n_in × r``);
+    drawn from ``generator`` if given (e.g. :func:`curvnb.seeds.torch_generator`), else from ``seed``."""
     s = torch.as_tensor(list(singular_values), dtype=dtype)
     r = len(s)
     if r > min(n_out, n_in):
         raise ValueError(f"{r} singular values do not fit a {n_out} × {n_in} map")
     if (s < 0).any():
         raise ValueError("singular values must be non-negative")
-    g = torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     u, v = _orthonormal(n_out, r, g, dtype), _orthonormal(n_in, r, g, dtype)
     return (u * s) @ v.T
 
 
-def noisy_teacher(clean: torch.Tensor, sigma: float, *, seed: int = 0) -> torch.Tensor:
-    """``S = W̄ + σZ`` with i.i.d. standard normal ``Z``: the map the student is trained on."""
-    g = torch.Generator().manual_seed(seed)
+def noisy_teacher(clean: torch.Tensor, sigma: float, *, seed: int = 0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``S = W̄ + σZ`` with i.i.d. standard normal ``Z``: the map the student is trained on (``Z`` from
+    ``generator`` if given, else from ``seed``)."""
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     return clean + sigma * torch.randn(clean.shape, generator=g, dtype=clean.dtype)
 
 

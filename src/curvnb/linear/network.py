@@ -42,16 +42,17 @@ def partial_products(weights: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor
 
 
 def random_weights(widths: Sequence[int], scale: float, *, seed: int = 0, init: str = "gaussian",
-                   dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+                   dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """Weights ``W_i`` of shape ``widths[i+1] × widths[i]``.
 
     ``init="gaussian"``: i.i.d. entries ``N(0, scale²)``; ``init="orthogonal"``: ``scale`` times a
-    random (semi-)orthogonal matrix (all singular values equal to ``scale``)."""
+    random (semi-)orthogonal matrix (all singular values equal to ``scale``). Drawn from ``generator`` if
+    given (e.g. :func:`curvnb.seeds.torch_generator`, all 64 bits of a derived seed), else from ``seed``."""
     if len(widths) < 2:
         raise ValueError(f"widths needs at least an input and an output width, got {list(widths)}")
     if init not in ("gaussian", "orthogonal"):
         raise ValueError(f"unknown init {init!r}: allowed values are 'gaussian', 'orthogonal'")
-    g = torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     weights = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
         w = torch.randn(n_out, n_in, generator=g, dtype=dtype)

@@ -6,34 +6,29 @@ and only changes its speed (a conservation law), it accelerates learning of the 
 it can hurt generalization, block-diagonal (layer-wise) NGD breaks the stability of the parameter
 dynamics, and fractional correction (α = ½) restores it while keeping most of the speed-up.
 
-Every claim about a random quantity is a statistic fixed before running (the constants below),
-over independent seeds, with a 95 % interval (:mod:`curvnb.stats`); the first entry of a claim's
-``measured`` is its tested statistic, the one the interval belongs to. Seeds are batched: the
+Every claim is declared once in :mod:`curvnb.studies.huh2020.specs` and decided by the verdict engine
+(:func:`curvnb.claims.evaluate`): exact statements as deterministic values against a tolerance,
+statements about a typical seed as medians or proportions over seeds with a 95 % interval. Every
+random draw comes from a declared stream of :mod:`curvnb.seeds` (:data:`STREAMS`). Seeds are batched: the
 flows of all seeds are integrated together (:func:`curvnb.linear.integrate`, float64 on the CPU,
 each seed with its own adaptive steps) and the discrete runs step all seeds at once
 (:func:`curvnb.linear.euler_steps`, the optimizers' update on whitened data) on the chapter's device.
 
 The study is split in two: :mod:`curvnb.studies.huh2020.compute` (configuration, profiles and the
-cached computations) and :mod:`curvnb.studies.huh2020.report` (claims, figures, prose). The result cache keys on the
+cached computations), :mod:`curvnb.studies.huh2020.specs` (claims) and :mod:`curvnb.studies.huh2020.report`
+(figures, prose). The result cache keys on the
 compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
 """
 
 from curvnb.studies.huh2020.compute import (BLOCK_HALF, BLOCK_NGD, Config, FULL_HALF, GD, MATRIX_RULES, NGD,
-                                            PROFILES, SEED_STRIDE, STREAMS, crossing_time, matrix_problem,
-                                            member_seed, run, run_discrete, run_generalization, run_matrix,
-                                            run_mlp, run_modes, run_scalar)
-from curvnb.studies.huh2020.report import (BLOCK_DRIFT_MIN, BLOCK_NGD_STEP_MIN, COLORS, CONSERVED_TOLERANCE,
-                                           ENDPOINT_TOLERANCE, GENERALIZATION_RATIO_MIN, HALF_LOSS_MAX,
-                                           HALF_NORM_RATIO_MAX, HALF_STEP_MAX, MAP_TOLERANCE,
-                                           NORM_RATIO_MEDIAN_MIN, PLATEAU_FRACTIONAL_GROWTH, PLATEAU_GD_GROWTH,
-                                           PLATEAU_NGD_CHANGE, QUADRATURE_TOLERANCE, SAXE_TOLERANCE,
-                                           SINGULAR_TIME_ATOL, SINGULAR_TIME_RTOL, SOURCES, STATIC_SLIDER_VALUES,
-                                           STEP_RATIO_MIN, TEX, TIME_TOLERANCE, WHY_NOT, claims,
-                                           conservation_markdown, draw_modes, figure_generalization, figure_mlp,
-                                           figure_modes, figure_phase_portrait, figure_saxe, figure_singular_flows,
-                                           figure_stability, figure_stability_seeds, generalization_markdown,
-                                           mlp_markdown, modes_markdown, singular_markdown, stability_markdown,
-                                           summary_markdown)
+                                            PROFILES, STREAMS, crossing_time, draw, matrix_problem, run, run_discrete,
+                                            run_generalization, run_matrix, run_mlp, run_modes, run_scalar)
+from curvnb.studies.huh2020.report import (COLORS, STATIC_SLIDER_VALUES, TEX, WHY, draw_modes, figure_generalization,
+                                           figure_mlp, figure_modes, figure_phase_portrait, figure_saxe,
+                                           figure_singular_flows, figure_stability, figure_stability_seeds, findings,
+                                           changes_note,
+                                           mlp_markdown)
+from curvnb.studies.huh2020.specs import SPECS, claims, units
 
 TITLE = "Curvature-corrected learning dynamics in deep linear networks"
 COST = {"quick": "about 2½ minutes on a 2-core CPU (measured: 140 s of CPU time, single-threaded)",

@@ -19,6 +19,7 @@ from curvnb.config import single_thread
 from curvnb.linear import (balanced_weights, end_to_end, euler_steps, integrate, mode_curve, mode_time,
                            natural_gradient_maps, noisy_teacher, random_weights, singular_time, teacher_map)
 from curvnb.optim import BlockDiagonalNaturalGradient
+from curvnb.seeds import declare_streams
 
 
 # (label, rule, alpha) of the update rules compared throughout the chapter.
@@ -27,11 +28,13 @@ BLOCK_NGD, BLOCK_HALF = ("block NGD", "block", 1.0), ("block α=½", "block", 0.
 FULL_HALF = ("full α=½", "full", 0.5)
 MATRIX_RULES = (GD, NGD, FULL_HALF, BLOCK_NGD, BLOCK_HALF)
 
-#: Seeds of chapter seed k are k·SEED_STRIDE + stream + i: independent draws for every chapter seed and use.
-SEED_STRIDE = 1_000_000
-STREAMS = {"matrix target": 0, "matrix init": 100_000, "conditioned target": 200_000,
-           "conditioned init": 300_000, "discrete target": 400_000, "discrete init": 500_000,
-           "clean teacher": 600_000, "teacher noise": 700_000, "generalization init": 800_000}
+#: Every random draw: (chapter seed, stream, index) through :mod:`curvnb.seeds`; index = the seed (unit) or
+#: the candidate draw. MLP rates are chosen on "selection" nets, the nets shown are "test" nets.
+STREAMS = declare_streams("huh2020", {
+    "matrix target": ("test", 256), "matrix init": ("test", 256), "conditioned target": ("test", 1024),
+    "conditioned init": ("test", 1024), "discrete target": ("test", 256), "discrete init": ("test", 256),
+    "clean teacher": ("test", 64), "teacher noise": ("test", 64), "generalization init": ("test", 64),
+    "digits split": ("test", 1), "mlp init": ("test", 16), "mlp select init": ("selection", 16)})
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Config:
     gen_rules: tuple[tuple[str, str, float, float], ...] = (   # (label, rule, alpha, time horizon)
         ("GD", "full", 0.0, 3000.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 60.0))
     gen_points: int = 120
-    gen_seeds: int = 5
+    gen_seeds: int = 8                            # ≥ 6: a median's 95 % interval (claim 7)
     # Beyond the theory: fractional K-FAC on a tanh MLP on sklearn digits (full batch).
     mlp_width: int = 64
     mlp_depth: int = 3
@@ -86,14 +89,15 @@ class Config:
     mlp_lrs: tuple[tuple[str, float, tuple[float, ...]], ...] = (   # (label, alpha, learning-rate grid)
         ("GD", 0.0, (1.0, 3.0, 10.0, 30.0)), ("block α=½ (K-FAC)", 0.5, (0.3, 1.0, 3.0, 10.0)),
         ("block NGD (K-FAC)", 1.0, (0.01, 0.03, 0.1, 0.3)))
-    mlp_seeds: int = 1
+    mlp_seeds: int = 1                            # test nets shown (stream "mlp init")
+    mlp_select_nets: int = 1                      # nets the rate is chosen on (stream "mlp select init")
 
 
 PROFILES = {
     "quick": Config(),
     "full": Config(matrix_seeds=128, conditioned_seeds=64, drift_scales=(0.3, 0.1, 0.03, 0.01), drift_seeds=64,
                    discrete_seeds=64, discrete_steps=8000, gen_points=300, gen_seeds=16,
-                   mlp_steps=600, mlp_seeds=3, mlp_width=128),
+                   mlp_steps=600, mlp_seeds=3, mlp_select_nets=3, mlp_width=128),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
     "smoke": Config(saxe_singular_values=(1.0,), mode_points=61, matrix_seeds=6, conditioned_seeds=2, drift_seeds=3,
                     drift_scales=(0.3, 0.1), max_evaluations=3000, portrait_inits=((0.05, 0.2),), scalar_points=40,
@@ -104,11 +108,9 @@ PROFILES = {
 }
 
 
-def member_seed(seed: int, stream: str, i: int) -> int:
-    """Generator seed of draw ``i`` of ``stream`` for chapter seed ``seed`` (disjoint for every triple)."""
-    if not 0 <= i < 100_000:
-        raise ValueError(f"draw index {i} outside [0, 100000)")
-    return seed * SEED_STRIDE + STREAMS[stream] + i
+def draw(seed: int, stream: str, i: int) -> torch.Generator:
+    """The torch generator of draw ``i`` of ``stream`` for chapter seed ``seed`` (all 64 bits of the derived seed)."""
+    return STREAMS.torch(seed, stream, i)
 
 
 def _one(value: float) -> torch.Tensor:
@@ -165,9 +167,9 @@ def matrix_problem(config: Config, seed: int, streams: tuple[str, str], draws: S
     """Targets ``S`` (singular values ``target_singular_values``) and Gaussian inits for the given draws, batched."""
     n, d = config.width, config.depth
     scale = config.init_scale if scale is None else scale
-    targets = torch.stack([teacher_map(config.target_singular_values, n, n, seed=member_seed(seed, streams[0], i))
+    targets = torch.stack([teacher_map(config.target_singular_values, n, n, generator=draw(seed, streams[0], i))
                            for i in draws])
-    weights0 = _stack([random_weights([n] * (d + 1), scale / n ** 0.5, seed=member_seed(seed, streams[1], i))
+    weights0 = _stack([random_weights([n] * (d + 1), scale / n ** 0.5, generator=draw(seed, streams[1], i))
                        for i in draws])
     return targets, weights0
 
@@ -249,10 +251,10 @@ def run_discrete(config: Config, *, device: torch.device, seed: int) -> dict:
     small Gaussian init, every seed with its own teacher, all seeds stepped at once."""
     n, d = config.width, config.depth
     draws = range(config.discrete_seeds)
-    targets = torch.stack([teacher_map(config.target_singular_values, n, n, seed=member_seed(seed, "discrete target", i))
+    targets = torch.stack([teacher_map(config.target_singular_values, n, n, generator=draw(seed, "discrete target", i))
                            for i in draws]).to(device)
     weights0 = [w.to(device) for w in _stack([
-        random_weights([n] * (d + 1), config.discrete_init / n ** 0.5, seed=member_seed(seed, "discrete init", i))
+        random_weights([n] * (d + 1), config.discrete_init / n ** 0.5, generator=draw(seed, "discrete init", i))
         for i in draws])]
     runs = {}
     for label, rule, alpha in (GD, NGD, BLOCK_NGD, BLOCK_HALF):
@@ -278,11 +280,11 @@ def run_generalization(config: Config, seed: int) -> dict:
     passes through rank drops of ``W`` where its speed diverges, and an integrator would crawl."""
     n, d = config.gen_width, config.depth
     draws = range(config.gen_seeds)
-    clean = torch.stack([teacher_map(config.gen_singular_values, n, n, seed=member_seed(seed, "clean teacher", i))
+    clean = torch.stack([teacher_map(config.gen_singular_values, n, n, generator=draw(seed, "clean teacher", i))
                          for i in draws])
-    noisy = torch.stack([noisy_teacher(c, config.gen_noise, seed=member_seed(seed, "teacher noise", i))
+    noisy = torch.stack([noisy_teacher(c, config.gen_noise, generator=draw(seed, "teacher noise", i))
                          for i, c in zip(draws, clean)])
-    weights0 = _stack([random_weights([n] * (d + 1), config.gen_init, seed=member_seed(seed, "generalization init", i),
+    weights0 = _stack([random_weights([n] * (d + 1), config.gen_init, generator=draw(seed, "generalization init", i),
                                       init="orthogonal") for i in draws])
     out = {}
     for label, rule, alpha, horizon in config.gen_rules:
@@ -301,43 +303,54 @@ def run_generalization(config: Config, seed: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- nonlinear MLP
-def run_mlp(config: Config, *, device: torch.device, seed: int) -> dict:
-    """Fractional K-FAC (``BlockDiagonalNaturalGradient``) vs GD on a tanh MLP, full batch on sklearn
-    digits. Every learning rate of each grid is run; the chosen one has the lowest mean log training
-    loss over the run (fast *and* stable: an early blow-up counts against it)."""
-    from curvnb.data.digits import load_digits_split
+def _train_mlp(config: Config, data: tuple, alpha: float, lr: float, generator: torch.Generator,
+               device: torch.device) -> tuple[list[float], list[float]]:
+    """One tanh MLP trained full batch: training loss and test accuracy after every step."""
     from curvnb.models.mlp import deep_mlp
 
-    x, y, x_test, y_test = load_digits_split(seed=seed, device=device)
+    x, y, x_test, y_test = data
+    model = deep_mlp(config.mlp_depth, config.mlp_width, x.shape[1], 10, activation="tanh", init="xavier",
+                     generator=generator, device=device)
+    opt = (torch.optim.SGD(model.parameters(), lr=lr) if alpha == 0.0 else
+           BlockDiagonalNaturalGradient(model, lr, alpha, damping=config.mlp_damping, loss="cross_entropy",
+                                        on_nonfinite="mark"))
+    train_loss, test_acc = [], []
+    for _ in range(config.mlp_steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step(x) if alpha > 0 else opt.step()
+        with torch.no_grad():
+            train_loss.append(float(torch.nn.functional.cross_entropy(model(x), y)))
+            test_acc.append(float((model(x_test).argmax(1) == y_test).float().mean()))
+    return train_loss, test_acc
+
+
+def _score(train_loss: np.ndarray) -> float:
+    """Mean log training loss over the run (fast *and* stable: an early blow-up counts against a rate)."""
+    return float(np.mean(np.log10(train_loss))) if np.all(np.isfinite(train_loss)) else np.inf
+
+
+def run_mlp(config: Config, *, device: torch.device, seed: int) -> dict:
+    """Fractional K-FAC (``BlockDiagonalNaturalGradient``) vs GD on a tanh MLP, full batch on sklearn
+    digits. Each learning rate of a grid is scored on selection nets ("mlp select init" stream); the
+    chosen rate is then run on test nets ("mlp init"), which are the nets shown."""
+    from curvnb.data.digits import load_digits_split
+
+    data = load_digits_split(seed=STREAMS.seed(seed, "digits split", 0), device=device)
     out = {}
     for label, alpha, lrs in config.mlp_lrs:
         grid = {}
         for lr in lrs:
-            curves = []
-            for i in range(config.mlp_seeds):
-                model = deep_mlp(config.mlp_depth, config.mlp_width, x.shape[1], 10, activation="tanh",
-                                 init="xavier", seed=seed + i, device=device)
-                opt = (torch.optim.SGD(model.parameters(), lr=lr) if alpha == 0.0 else
-                       BlockDiagonalNaturalGradient(model, lr, alpha, damping=config.mlp_damping,
-                                                    loss="cross_entropy", on_nonfinite="mark"))
-                train_loss, test_acc = [], []
-                for _ in range(config.mlp_steps):
-                    opt.zero_grad()
-                    torch.nn.functional.cross_entropy(model(x), y).backward()
-                    opt.step(x) if alpha > 0 else opt.step()
-                    with torch.no_grad():
-                        train_loss.append(float(torch.nn.functional.cross_entropy(model(x), y)))
-                        test_acc.append(float((model(x_test).argmax(1) == y_test).float().mean()))
-                curves.append((train_loss, test_acc))
-            train_loss = np.mean([c[0] for c in curves], axis=0)
-            score = float(np.mean(np.log10(train_loss))) if np.all(np.isfinite(train_loss)) else np.inf
-            grid[lr] = {"train_loss": train_loss, "test_accuracy": np.mean([c[1] for c in curves], axis=0),
-                        "score": score}
-        best = min(grid, key=lambda lr: grid[lr]["score"])
-        out[label] = {"lr": best, **grid[best], "grid": {lr: v["score"] for lr, v in grid.items()}}
-        print(f"  MLP: {label} chose lr {best:g} from {list(lrs)}", flush=True)
+            runs = [_train_mlp(config, data, alpha, lr, draw(seed, "mlp select init", i), device)
+                    for i in range(config.mlp_select_nets)]
+            grid[lr] = _score(np.mean([r[0] for r in runs], axis=0))
+        best = min(grid, key=grid.get)
+        runs = [_train_mlp(config, data, alpha, best, draw(seed, "mlp init", i), device)
+                for i in range(config.mlp_seeds)]
+        out[label] = {"lr": best, "train_loss": np.mean([r[0] for r in runs], axis=0),
+                      "test_accuracy": np.mean([r[1] for r in runs], axis=0), "grid": grid}
+        print(f"  MLP: {label} chose lr {best:g} from {list(lrs)} on selection nets", flush=True)
     return out
-
 
 
 def run(config: Config, *, device: torch.device, seed: int) -> dict:
