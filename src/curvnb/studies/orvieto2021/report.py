@@ -151,8 +151,8 @@ def figure_collapse(results: dict, config: Config):
     for (i, j), val in np.ndenumerate(grid):
         axes[0].text(j, i, f"{val:.1f}", ha="center", va="center", fontsize=7,
                      color="w" if val < np.median(grid) else "k")
-    fig.colorbar(im, ax=axes[0], label=GRAD_LABEL, shrink=0.9)
-    axes[0].set(xlabel="depth $L$", ylabel="width $d$", title="ReLU / He: medians")
+    fig.colorbar(im, ax=axes[0], shrink=0.9)   # unlabelled: a label would collide with the next panel's
+    axes[0].set(xlabel="depth $L$", ylabel="width $d$", title=r"ReLU / He: " + GRAD_LABEL)
     cmap = plt.get_cmap("plasma")
     ax = axes[1]
     for i, d in enumerate(ws):
