@@ -438,6 +438,16 @@ def main():
              "from the true one of its rank. On the CPU, where the products of a block do not batch, "
              "`hessian_eigenvalues` runs a single vector for k = 1 and a block of 2 for k ≥ 2 (on accelerators a "
              "block of k).",
+             "Which cases take the slower, safe path (issue 23). The loss's second derivative H_out u is always "
+             "computed by reverse mode on the outputs, never forward mode (torch has no forward-mode rule for "
+             "HuberLoss/SmoothL1Loss, raises for MSELoss with a mean, and crashed the interpreter when a trace ran "
+             "forward mode through mse_loss's gradient): an output-sized double backward, nothing on the network's "
+             "scale. The traced 'linearize' program is functionalised, so in-place ops on data-only tensors in "
+             "`forward` are recomputed at every product instead of folded. A model that cannot be traced (an op "
+             "without a forward-mode rule, or `forward` writing in place into a tensor from outside, such as its "
+             "input) falls back from 'linearize' (and from 'auto' on conv nets) to 'reuse', double backward: the "
+             "CNN rows' 'reuse' ratio instead of 'linearize''s. The GGN's J v takes the vjp of the vjp where "
+             "forward mode has no rule. A plain loss function without `reduction=` is refused, never guessed.",
              "Multiply-adds of the CNN's HVP: a forward-over-reverse product ('linearize') does "
              f"{conv_floor(conv_macs(cnn(), make_data('cnn', 1)[0])):.2f}× the convolution multiply-adds of a "
              "gradient (its tangents are bilinear in weights and activations; see `conv_floor`); only the "
