@@ -9,8 +9,9 @@ cached computations) and :mod:`curvnb.studies.intro.report` (claims, figures, pr
 compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
 """
 
-from curvnb.studies.intro.compute import Config, PROFILES, gd_losses, quadratic, run
-from curvnb.studies.intro.report import LOSS_RANGE, claims, draw_interactive, plot_losses
+from curvnb.studies.intro.compute import Config, PROFILES, STREAMS, gd_losses, problem, quadratic, run
+from curvnb.studies.intro.report import (DIVERGES, LOSS_RANGE, SLOWEST_MODE, SPECS, STABLE, claims,
+                                         draw_interactive, plot_losses)
 
 TITLE = "Introduction: curvature sets the step size"
 COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU",

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from curvnb.seeds import declare_streams
+
+# Every random draw of the chapter: the quadratic's eigenbasis and the start point (one unit each).
+STREAMS = declare_streams("intro", {"matrix": ("test", 1), "init": ("test", 1)})
+
 
 @dataclass(frozen=True)
 class Config:
@@ -24,12 +29,17 @@ PROFILES = {"quick": Config(), "full": Config(dim=500, condition=1e3, steps=3000
             "smoke": Config(dim=10, steps=300)}  # tiny: every code path in seconds (tests)
 
 
-def quadratic(dim: int, condition: float, seed: int, dtype=torch.float64) -> torch.Tensor:
-    """A random SPD matrix with eigenvalues log-spaced in ``[1, condition]``."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=dtype))
+def quadratic(dim: int, condition: float, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
+    """A random SPD matrix with eigenvalues log-spaced in ``[1, condition]`` (eigenbasis from ``generator``)."""
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=dtype))
     eig = torch.logspace(0, float(np.log10(condition)), dim, dtype=dtype)
     return (q * eig) @ q.T
+
+
+def problem(dim: int, condition: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quadratic ``A`` and start point ``θ₀`` of chapter seed ``seed`` (declared streams)."""
+    a = quadratic(dim, condition, STREAMS.torch(seed, "matrix"))
+    return a, torch.randn(dim, generator=STREAMS.torch(seed, "init"), dtype=a.dtype)
 
 
 def gd_losses(a: torch.Tensor, theta0: torch.Tensor, lr: float, steps: int) -> np.ndarray:
@@ -43,11 +53,10 @@ def gd_losses(a: torch.Tensor, theta0: torch.Tensor, lr: float, steps: int) -> n
 
 
 def run(config: Config, *, device: torch.device, seed: int) -> dict:
-    a = quadratic(config.dim, config.condition, seed).to(device)
+    a, theta0 = problem(config.dim, config.condition, seed)
+    a, theta0 = a.to(device), theta0.to(device)
     eig = torch.linalg.eigvalsh(a)
     lam_max, lam_min = float(eig[-1]), float(eig[0])
-    theta0 = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed + 1),
-                         dtype=a.dtype).to(device)
     curves = {r: gd_losses(a, theta0, r * 2 / lam_max, config.steps) for r in config.step_ratios}
     return {"lambda_max": lam_max, "lambda_min": lam_min, "curves": curves,
             "eigenvalues": eig.cpu().numpy()}
