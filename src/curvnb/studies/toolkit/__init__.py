@@ -16,10 +16,13 @@ cached computations) and :mod:`curvnb.studies.toolkit.report` (claims, figures, 
 compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
 """
 
-from curvnb.studies.toolkit.compute import Config, DT, PROFILES, make_model, run, slq_wasserstein
-from curvnb.studies.toolkit.report import (HUTCHINSON_COVERAGE, HUTCHINSON_Z, SLQ_W1_MAX, claims, draw_lanczos,
-                                           figure_density, figure_hutchinson, figure_spectrum, slq_density,
-                                           summary_markdown)
+from curvnb.studies.toolkit.compute import (Config, DT, MAX_PROBE_SEEDS, PROFILES, STREAMS, library_seed, make_model, run,
+                                            slq_wasserstein)
+from curvnb.studies.toolkit.report import (GRADIENT_COVARIANCE, HUTCHINSON_COVERAGE, HUTCHINSON_PROBES, HUTCHINSON_Z,
+                                           HVP_VS_DENSE, ITERABLE_DATA, LANCZOS_RESIDUAL, LANCZOS_TOP_K, NTK_EXPLICIT,
+                                           NTK_PSD, SLQ_DENSITY, SLQ_MASS, SPECS, claims, draw_lanczos, figure_density,
+                                           figure_hutchinson, figure_spectrum, lanczos_note, slq_density,
+                                           changed_note)
 
 TITLE = "Measuring curvature"
 COST = {"quick": "≈30 s on 2 CPU cores", "full": "a few minutes on one GPU or CPU",
