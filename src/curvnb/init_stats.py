@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from curvnb.curvature import dense_hessian, hessian_eigenvalues
 from curvnb.models.mlp import ACTIVATIONS, INITS, deep_mlp, init_weight_
-from curvnb.seeds import torch_generator
+from curvnb.seeds import cpu_generator
 
 EULER_GAMMA = 0.5772156649015329
 #: E ln|w| for w ~ N(0, 1): −(γ + ln 2)/2 ≈ −0.635.
@@ -38,18 +38,10 @@ CHAIN_LOG_MEAN = -(EULER_GAMMA + math.log(2.0)) / 2
 BN_EPS = 1e-5
 
 
-def _generator(seed: int) -> torch.Generator:
-    """A CPU generator for ``seed``: seeds below 2³² as ``torch.Generator().manual_seed`` (and
-    :func:`~curvnb.models.deep_mlp`) seed it; larger ones (derived seeds of :mod:`curvnb.seeds`) with
-    all 64 bits, since ``manual_seed`` keeps only the low 32 and chapter seeds would share draws."""
-    seed = int(seed)
-    return torch.Generator().manual_seed(seed) if seed < 2**32 else torch_generator(seed)
-
-
 def chain_log_products(depths: Sequence[int], num_samples: int, seed: int = 0,
                        chunk: int = 100_000) -> dict[int, np.ndarray]:
     """``{L: ln|w_L⋯w_1|}`` for w_l ~ N(0, 1), ``num_samples`` chains; depth L uses the first L factors."""
-    g = _generator(seed)
+    g = cpu_generator(seed)
     depths = sorted(set(int(d) for d in depths))
     out = {d: np.empty(num_samples) for d in depths}
     for start in range(0, num_samples, chunk):
@@ -169,7 +161,7 @@ def _draw_weights(depths: Sequence[int], width: int, d_in: int, d_out: int, seed
     hidden = [torch.empty(S, width, d_in if l == 0 else width, dtype=dtype) for l in range(deepest - 1)]
     last = {L: torch.empty(S, d_out, d_in if L == 1 else width, dtype=dtype) for L in depths}
     for i, s in enumerate(seeds):
-        g = _generator(s)
+        g = cpu_generator(s)
         for l in range(1, deepest + 1):
             if l in last:  # depth l: its output map comes right after its l − 1 hidden layers
                 state = g.get_state()
@@ -208,7 +200,7 @@ def seed_losses(outputs: torch.Tensor, targets: torch.Tensor, loss: str = "ce") 
 
 
 def _regression_data(seed: int, n: int, d_in: int, d_out: int, dtype: torch.dtype):
-    g = _generator(10_000 + int(seed))
+    g = cpu_generator(10_000 + int(seed))
     x = torch.randn(n, d_in, generator=g, dtype=torch.float64).to(dtype)
     y = torch.randn(n, d_out, generator=g, dtype=torch.float64).to(dtype)
     return x, y
@@ -281,7 +273,7 @@ def hessian_top_at_init(depth: int, width: int, seeds: Sequence[int], *, activat
     ``max_iter`` caps the Lanczos steps (a cheap estimate, at most the true value, for interactive views)."""
     out = np.empty(len(seeds))
     for i, s in enumerate(seeds):
-        model = deep_mlp(depth, width, d_in, d_out, activation=activation, init=init, generator=_generator(s),
+        model = deep_mlp(depth, width, d_in, d_out, activation=activation, init=init, generator=cpu_generator(s),
                          dtype=torch.float64)
         batch = _regression_data(int(s), n, d_in, d_out, torch.float64)
         res = hessian_eigenvalues(model, nn.MSELoss(), batch, k=1, which="LM", tol=tol, seed=int(s), max_iter=max_iter)
@@ -292,7 +284,7 @@ def hessian_top_at_init(depth: int, width: int, seeds: Sequence[int], *, activat
 def hessian_spectrum_at_init(depth: int, width: int, seed: int, *, activation: str = "linear",
                              init: str = "xavier", d_in: int = 4, n: int = 32, d_out: int = 1) -> np.ndarray:
     """All Hessian eigenvalues (ascending) of a tiny net at init (dense, float64, via ``curvnb.curvature``)."""
-    model = deep_mlp(depth, width, d_in, d_out, activation=activation, init=init, generator=_generator(seed),
+    model = deep_mlp(depth, width, d_in, d_out, activation=activation, init=init, generator=cpu_generator(seed),
                      dtype=torch.float64)
     h = dense_hessian(model, nn.MSELoss(), _regression_data(int(seed), n, d_in, d_out, torch.float64))
     return torch.linalg.eigvalsh(0.5 * (h + h.T)).numpy()
@@ -363,7 +355,7 @@ def seed_batch_orders(n: int, seeds: Sequence[int]) -> torch.Tensor:
     """(n, S) index table: column ``i`` is a fixed random permutation of the n examples drawn from
     ``seeds[i]``. Training on ``x[table]`` with one shared per-epoch reshuffle gives every seed an
     independent uniformly random batch order (a uniform permutation composed with a fixed one is uniform)."""
-    return torch.stack([torch.randperm(n, generator=_generator(20_000 + int(s)))
+    return torch.stack([torch.randperm(n, generator=cpu_generator(20_000 + int(s)))
                         for s in seeds], dim=1)
 
 

@@ -119,6 +119,17 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     return g
 
 
+def cpu_generator(seed: int) -> torch.Generator:
+    """The CPU generator a library function should build from an integer ``seed`` it is given.
+
+    Seeds below 2³² give exactly ``torch.Generator().manual_seed(seed)`` (earlier results are
+    unchanged); larger ones — the derived seeds of :func:`derive` — use all 64 bits
+    (:func:`torch_generator`), since ``manual_seed`` keeps only the low 32 and two chapter seeds would
+    then share every draw."""
+    seed = _check_int(seed, 2**64, "seed")
+    return torch.Generator().manual_seed(seed) if seed < 2**32 else torch_generator(seed)
+
+
 def seed_torch(seed: int) -> None:
     """Seed torch's global generators (what ``nn.Module`` initialisation draws from) from a derived
     seed, all 64 bits (use in place of ``torch.manual_seed``)."""

@@ -28,6 +28,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from curvnb.seeds import cpu_generator
+
 __all__ = ["train", "evaluate", "BatchSampler"]
 
 Probe = Callable[[nn.Module], Any]
@@ -46,7 +48,7 @@ class BatchSampler:
         if not 0 < batch_size <= n:
             raise ValueError(f"batch_size must be in [1, {n}] (the number of training examples), got {batch_size}")
         self.n, self.batch_size = n, batch_size
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = cpu_generator(int(seed))
         self.perm = torch.randperm(n, generator=self.generator)
         self.pos = 0
         self.epoch = 0
@@ -214,7 +216,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
         raise ValueError(f"train_data must be a non-empty (x, y) pair of equal length, got {len(x)} and {len(y)}")
     sampler = BatchSampler(n, batch_size, seed)
     if probe_data is None:
-        g = torch.Generator().manual_seed(int(seed) + 1)
+        g = cpu_generator(int(seed) + 1)
         idx = torch.randperm(n, generator=g)[:min(probe_size, n)].to(x.device)
         probe_data = (x[idx], y[idx])
     checkpoint_every = checkpoint_every or probe_every

@@ -23,6 +23,7 @@ from torch import nn
 
 from curvnb.curvature.operators import loss_and_grad
 from curvnb.curvature.params import flatten, trainable_parameters, unflatten_like
+from curvnb.seeds import cpu_generator
 
 __all__ = ["rademacher", "perturbed_gradients", "hessian_diagonal_samples", "glass_density_samples",
            "kernel_averaged_gradient", "gradient_variation", "loglog_slope", "GLASS_LOSS_COEFFICIENT"]
@@ -108,7 +109,7 @@ def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: S
     with ``groups`` (name, slice of the flat parameter vector) also ``<key>/<name>`` for the last three."""
     P = sum(p.numel() for p in trainable_parameters(model))
     dtype = trainable_parameters(model)[0].dtype
-    gen = torch.Generator().manual_seed(seed)
+    gen = cpu_generator(seed)
     zs = [rademacher(P, generator=gen, dtype=dtype) for _ in range(num_samples)]
     keys = ["even", "odd", "rho", "hess", "absgrad"] + [f"{k}/{n}" for n, _ in (groups or [])
                                                       for k in ("rho", "hess", "absgrad")]

@@ -28,6 +28,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from curvnb.seeds import cpu_generator
+
 WHICH = ("LA", "SA", "LM")
 BOUNDS = ("residual", "gap")
 
@@ -50,7 +52,7 @@ class SpectrumResult:
 def random_unit_vector(n: int, *, dtype: torch.dtype, device: torch.device | str, seed: int,
                        rademacher: bool = False) -> torch.Tensor:
     """A seeded random unit vector (drawn on the CPU so the same seed gives the same vector on every device)."""
-    g = torch.Generator().manual_seed(int(seed))
+    g = cpu_generator(int(seed))
     if rademacher:
         v = torch.randint(0, 2, (n,), generator=g, dtype=torch.float64) * 2 - 1
     else:
@@ -97,7 +99,7 @@ def _fresh_block(basis: torch.Tensor, b: int, *, seed: int, restart: int) -> tor
     b = min(b, n - m)
     if b <= 0:
         return None
-    g = torch.Generator().manual_seed(int(seed) * 1000003 + 7919 * (restart + 1))
+    g = cpu_generator((int(seed) * 1000003 + 7919 * (restart + 1)) % 2**64)
     X = torch.randn(n, b, generator=g, dtype=torch.float64).to(dtype=basis.dtype, device=basis.device)
     for _ in range(2):  # twice is enough
         X = X - basis.T @ (basis @ X)
@@ -251,7 +253,7 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], n: int, *, k: 
     if max_iter < max(k, b):
         raise ValueError(f"max_iter={max_iter} < max(k, block_size)={max(k, b)}")
     if start is None:
-        g = torch.Generator().manual_seed(int(seed))
+        g = cpu_generator(int(seed))
         start = torch.randn(n, b, generator=g, dtype=torch.float64)
     block, _ = torch.linalg.qr(start.to(dtype=torch.float64).reshape(n, -1))
     block = block.to(dtype=dtype, device=device)

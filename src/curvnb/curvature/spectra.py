@@ -10,6 +10,7 @@ from torch import nn
 from curvnb.curvature.lanczos import (WHICH, SpectrumResult, block_lanczos, check_tolerance, lanczos,
                                      lanczos_tridiagonal, random_unit_vector)
 from curvnb.curvature.operators import CurvatureOperator
+from curvnb.seeds import cpu_generator
 
 BACKENDS = ("lanczos", "scipy")
 
@@ -122,7 +123,7 @@ def operator_trace(op: CurvatureOperator, num_samples: int, seed: int = 0, retur
     operator batches, e.g. an explicit matrix or a GPU; the same products one by one otherwise)."""
     if num_samples < 2:
         raise ValueError(f"num_samples must be ≥ 2 to give a standard error, got {num_samples}")
-    g = torch.Generator().manual_seed(int(seed))
+    g = cpu_generator(int(seed))
     samples = np.empty(num_samples)
     n = op.shape[0]
     for start in range(0, num_samples, chunk):

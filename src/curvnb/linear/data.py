@@ -5,6 +5,8 @@ from typing import Sequence
 
 import torch
 
+from curvnb.seeds import cpu_generator
+
 __all__ = ["teacher_map", "noisy_teacher", "whitened_inputs", "teacher_student_data"]
 
 
@@ -23,7 +25,7 @@ def teacher_map(singular_values: Sequence[float], n_out: int, n_in: int, *, seed
         raise ValueError(f"{r} singular values do not fit a {n_out} × {n_in} map")
     if (s < 0).any():
         raise ValueError("singular values must be non-negative")
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else cpu_generator(seed)
     u, v = _orthonormal(n_out, r, g, dtype), _orthonormal(n_in, r, g, dtype)
     return (u * s) @ v.T
 
@@ -32,7 +34,7 @@ def noisy_teacher(clean: torch.Tensor, sigma: float, *, seed: int = 0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """``S = W̄ + σZ`` with i.i.d. standard normal ``Z``: the map the student is trained on (``Z`` from
     ``generator`` if given, else from ``seed``)."""
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else cpu_generator(seed)
     return clean + sigma * torch.randn(clean.shape, generator=g, dtype=clean.dtype)
 
 
@@ -40,7 +42,7 @@ def whitened_inputs(n_in: int, n_samples: int, *, seed: int = 0, dtype: torch.dt
     """``X`` (``n_samples × n_in``) with ``XᵀX / n_samples = I`` exactly."""
     if n_samples < n_in:
         raise ValueError(f"whitened inputs need n_samples ≥ n_in, got {n_samples} < {n_in}")
-    g = torch.Generator().manual_seed(seed)
+    g = cpu_generator(seed)
     return n_samples ** 0.5 * _orthonormal(n_samples, n_in, g, dtype)
 
 

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from curvnb.seeds import cpu_generator
+
 __all__ = ["DeepLinearNetwork", "end_to_end", "partial_products", "random_weights", "balanced_weights"]
 
 
@@ -52,7 +54,7 @@ def random_weights(widths: Sequence[int], scale: float, *, seed: int = 0, init: 
         raise ValueError(f"widths needs at least an input and an output width, got {list(widths)}")
     if init not in ("gaussian", "orthogonal"):
         raise ValueError(f"unknown init {init!r}: allowed values are 'gaussian', 'orthogonal'")
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else cpu_generator(seed)
     weights = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
         w = torch.randn(n_out, n_in, generator=g, dtype=dtype)

@@ -21,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from curvnb.seeds import cpu_generator
+
 ACTIVATIONS = ("relu", "tanh", "linear")
 INITS = ("xavier", "he", "lecun", "orthogonal", "normal")
 
@@ -96,7 +98,7 @@ def deep_mlp(depth: int, width: int, d_in: int, d_out: int, *, activation: str =
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}: allowed values are {', '.join(map(repr, INITS))}")
     model = DeepMLP(depth, width, d_in, d_out, activation=activation, residual=residual, batchnorm=batchnorm).to(dtype)
-    g = generator if generator is not None else torch.Generator().manual_seed(int(seed or 0))
+    g = generator if generator is not None else cpu_generator(int(seed or 0))
     for layer in model.layers:
         init_weight_(layer.weight, init, activation, g)
     return model.to(device=device, dtype=dtype)

@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from curvnb.seeds import cpu_generator
+
 __all__ = ["CouplingHalf", "CouplingBlock", "ReversibleNet"]
 
 
@@ -137,7 +139,7 @@ class ReversibleNet(nn.Module):
             raise ValueError(f"num_classes ({num_classes}) must be ≤ width ({width})")
         if depth < 1 or expansion < 1:
             raise ValueError(f"depth and expansion must be ≥ 1, got {depth}, {expansion}")
-        g = generator if generator is not None else torch.Generator().manual_seed(seed)
+        g = generator if generator is not None else cpu_generator(seed)
         self.in_dim, self.num_classes, self.width, self.expansion, self.depth = in_dim, num_classes, width, expansion, depth
         self.members: int | None = None  # set by stack(): size of the leading ensemble dimension
         self.register_buffer("P", _orthonormal(in_dim, width, g, dtype))

@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Optional
 import torch
 
 from curvnb.curvature.glass import glass_density_samples, hessian_diagonal_samples, rademacher
+from curvnb.seeds import cpu_generator
 
 __all__ = ["Alice", "HeavyBallAlice", "CURVATURES", "BOUNDS", "HESSIAN_METHODS"]
 
@@ -130,7 +131,7 @@ class Alice(torch.optim.Optimizer):
         self._warm_limit = 1.0 / (1.0 - float(betas[0])) if warmup is None else float(warmup)
         self.warmup = math.floor(self._warm_limit)
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = cpu_generator(seed)
         self.grad_evals = 0
         self.batches = 0
         self.moves = 0
