@@ -32,7 +32,7 @@ from types import SimpleNamespace
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("colab")]   # one worker: its module fixture builds one fresh venv
 
 ROOT = Path(__file__).resolve().parents[1]
 # requirements.txt's torch pin (torch==2.13.0): the fresh venv gets the build the repository venv has

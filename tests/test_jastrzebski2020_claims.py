@@ -76,7 +76,7 @@ def test_tiny_run_layout_and_measurements(tiny_results):
 
 
 def test_claims_are_engine_records_with_their_units(tiny_results):
-    results = study.claim_results(tiny_results, TINY)
+    results = study.claims(tiny_results, TINY)
     records = [r.record("smoke") for r in results]
     assert {r["id"] for r in records} == ALL_IDS and len(records) == len(ALL_IDS)
     for spec_result, r in zip(results, records):
@@ -147,7 +147,7 @@ def test_seed_streams_are_disjoint_across_chapter_seeds_and_units():
 
 
 def test_generated_conclusions_follow_the_records(tiny_results):
-    records = [r.record("smoke") for r in study.claim_results(tiny_results, TINY)]
+    records = [r.record("smoke") for r in study.claims(tiny_results, TINY)]
     for v, word in (("reproduced", "reproduced"), ("not reproduced", "not reproduced"), ("inconclusive", "inconclusive")):
         flipped = [dict(r, verdict=v, passed=v == "reproduced") for r in records]
         text = study.claims_markdown(flipped, ["9-test-accuracy", "7-edge-of-stability"])
@@ -323,7 +323,7 @@ def test_full_profile_code_path_with_batch_norm_and_resumable_checkpoints(tmp_pa
     assert first["runs"]["η=0.01, S=20"]["lambda_h_top"].shape[1] == 2
     ckpts = sorted((tmp_path / "build" / "checkpoints" / "jastrzebski2020").glob("*.pt"))
     assert len(ckpts) == len(study.run_specs(cfg)) + 1  # one per SGD run + the GD run
-    ids = {r.id for r in study.claim_results(first, cfg)}
+    ids = {r.id for r in study.claims(first, cfg)}
     assert ids == ALL_IDS | {"10-batchnorm-small-lr"}
     # a second call finds every run finished in its checkpoint and returns the same measurements
     again = study.run(cfg, device=torch.device("cpu"), seed=0)

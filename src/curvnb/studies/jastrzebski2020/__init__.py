@@ -38,7 +38,7 @@ from curvnb.studies.jastrzebski2020.report import (LAMBDA_H, LAMBDA_K, QUANTITIE
                                                    figure_accuracy, figure_covariance, figure_eos, figure_overshoot,
                                                    figure_plane, figure_sharpness, run_labels, runs_table,
                                                    summary_markdown, why, widget_view)
-from curvnb.studies.jastrzebski2020.specs import SPECS, claim_results
+from curvnb.studies.jastrzebski2020.specs import SPECS, claims
 
 TITLE = "The break-even point on optimization trajectories"
 COST = {"quick": "≈5 min on 2 CPU cores (6 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",

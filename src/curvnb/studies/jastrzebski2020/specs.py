@@ -236,7 +236,7 @@ def _sanity_claims(reps: list[dict[str, Any]]) -> list[Result]:
             evaluate(FINITE, float(len(finite) - sum(finite)), detail={"runs": len(finite)})]
 
 
-def claim_results(results: dict[str, Any], config: Config) -> list[Result]:
+def claims(results: dict[str, Any], config: Config) -> list[Result]:
     """Every claim of the chapter, decided by the engine over the units of ``results``."""
     reps = replicates(results)
     out = _lr_claims(reps) + [_batch_claim(reps, config)] + _sharpening_claims(reps)
