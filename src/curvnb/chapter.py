@@ -139,14 +139,14 @@ class Chapter:
         the executed notebook carries it under any matplotlib backend (Agg included), once."""
         import matplotlib.pyplot as plt
 
-        png_path = save_figure(fig, self.figure_dir, name)[0]
+        save_figure(fig, self.figure_dir, name)
         try:
             from IPython import get_ipython
             from IPython.display import display
         except ImportError:  # pragma: no cover
             return
         if get_ipython() is not None:
-            display(figure_image(fig, png=png_path.read_bytes()))  # the saved PNG: no third render
+            display(figure_image(fig))
             plt.close(fig)
 
     def run_metadata(self) -> dict[str, Any]:
