@@ -50,7 +50,9 @@ def test_every_chapter_wrote_claims_and_figures(built_book):
         assert_well_formed(records, chapter.id)
         for r in records:   # every record says what kind of claim it is and how many seeds it rests on
             assert r["kind"] in KINDS and r["seeds"] >= 1, (chapter.id, r["id"])
-            assert (r["interval"] is not None) == (r["seeds"] > 1) or r["interval"] is not None, (chapter.id, r["id"])
+            # a statistic over several units has its interval, unless too few units make it
+            # inconclusive by construction (the engine then gives no interval)
+            assert r["interval"] is not None or r["seeds"] == 1 or r["verdict"] == "inconclusive", (chapter.id, r["id"])
         figures = build_dir() / "figures" / chapter.id
         pngs = sorted(p.stem for p in figures.glob("*.png"))
         assert pngs, f"{chapter.id} saved no figure"
