@@ -103,6 +103,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "xdist_group(name): tests that must share one pytest-xdist worker")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup`` pytest-xdist sends a group to one worker by suffixing its tests' node
+    ids with ``@<group>``. pytest 9.2 made node ids read-only to that (xdist 3.8 then silently spreads
+    the book group over both workers, and every chapter runs twice): fail at collection instead."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [i.nodeid for i in items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if ungrouped:   # a worker's own error would be swallowed by xdist: write it to stderr first
+        message = (f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): "
+                   "pytest and pytest-xdist versions disagree; use the pins in requirements.txt")
+        os.write(2, f"\nERROR: {message}\n".encode())
+        pytest.exit(message, returncode=4)
+
+
 def repeated_executions(log: Path) -> dict[tuple, int]:
     """(chapter, profile, seed) -> how often it ran, for those that ran more than once."""
     runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
