@@ -107,6 +107,8 @@ def test_1_traced_linearisation_is_pure_on_a_conv_net_with_bce_with_logits():
     H = reference_hessian(model, loss, x, y)
     v = vec(model)
     assert_pure_and_exact(CurvatureOperator(model, loss, (x, y), method="linearize"), v, H @ v, repeats=FEW)
+    # tracing is deterministic: two traces of the same program give the same product, bit for bit
+    assert torch.equal(hvp(model, loss, (x, y), v, method="linearize"), hvp(model, loss, (x, y), v, method="linearize"))
     # "auto": double backward for 50 products, then the traced program; each is pure (the two
     # differ by rounding, so the products are identical within each phase)
     auto = CurvatureOperator(model, loss, (x, y))
@@ -142,6 +144,8 @@ def test_1_ggn_default_path_is_pure_with_in_place_ops_on_data_only_tensors():
     G, H = reference_ggn(model, loss, x, y), reference_hessian(model, loss, x, y)
     assert_pure_and_exact(ggn_operator(model, loss, (x, y)), v, G @ v, repeats=FEW)
     assert_pure_and_exact(CurvatureOperator(model, loss, (x, y), method="linearize"), v, H @ v, repeats=FEW)
+    # tracing is deterministic: two traces of the same program give the same product, bit for bit
+    assert torch.equal(hvp(model, loss, (x, y), v, method="linearize"), hvp(model, loss, (x, y), v, method="linearize"))
 
 
 # ------------------------------------------------------------------- 2. no crash with MSELoss

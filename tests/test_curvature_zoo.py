@@ -6,10 +6,11 @@ relative error of a dense reverse-mode reference (itself checked against central
 first), or a refusal whose ValueError matches the case's ``refusal`` pattern.
 
 Work is shared: each (kind, method, cache) operator is built once and every entry point that takes
-an operator runs on that instance; the references are computed once per case. The one-shot functions
-(``hvp``/``ggn_vp`` with each method) build the same product as an operator with ``cache=False``,
-so they must equal its product bitwise (with ``"linearize"`` both trace the program afresh: a check
-that tracing is deterministic). The ``"auto"`` operator with a cache is applied ``REPEATS`` = 60 times
+an operator runs on that instance; the references are computed once per case; each linearised
+program is traced once per (case, program, batch, primal values) and shared by the entry points that
+build it from those inputs (:class:`TraceMemo`). The one-shot functions (``hvp``/``ggn_vp`` with
+each method) build the same product as an operator with ``cache=False``, so they must equal its
+product bitwise. The ``"auto"`` operator with a cache is applied ``REPEATS`` = 60 times
 to one vector where it has a switch (the Hessian of a conv net: at 50 products); ``"auto"`` then changes computation
 (``"reuse"`` to ``"linearize"``), whose products differ by rounding (~1e-16 relative), so products
 must be bitwise identical (``torch.equal``) within each phase and within 1e-10 of the reference
@@ -32,6 +33,7 @@ from curvature_zoo import CASES, DT, Case, finite_difference_check, reference
 from curvnb.curvature import (MatrixOperator, dense_hessian, density_from_nodes, ggn_operator, ggn_vp,
                               hessian_density, hessian_eigenvalues, hessian_operator, hessian_trace, hvp,
                               loss_and_grad, operator_eigenvalues, operator_trace, slq_nodes)
+from curvnb.curvature import operators
 from curvnb.curvature.operators import AUTO_LINEARIZE_AFTER, METHODS
 
 TOL = 1e-10
@@ -52,6 +54,52 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------ one trace per input
+def _closure_tensors(func: Callable, depth: int = 2) -> list[torch.Tensor]:
+    """The tensors ``func`` closes over (the batch), looking ``depth`` levels into nested functions."""
+    found = []
+    for cell in getattr(func, "__closure__", None) or ():
+        value = cell.cell_contents
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif callable(value) and depth > 0:
+            found += _closure_tensors(value, depth - 1)
+    return found
+
+
+def _fingerprint(tensors) -> tuple:
+    return tuple((tuple(t.shape), t.dtype, t.detach().cpu().numpy().tobytes()) for t in tensors)
+
+
+class TraceMemo:
+    """Tracing a linearised program costs 0.1-0.8 s (make_fx, twice) and a case has ~20 entry points
+    that each build one per batch from the same inputs: each (case, program, batch, primal values) is
+    traced once and its program shared. A key holds everything the trace depends on — the case (model
+    and loss, rebuilt identically by ``case.build()``), the closure's code and the values of its
+    tensors (the batch) and of the primals — so a different input is a miss, never a stale hit. That
+    tracing twice gives the same program bit for bit is tested in tests/test_curvature_defects.py."""
+
+    def __init__(self, real: Callable):
+        self.real, self.case, self.programs = real, None, {}
+
+    def __call__(self, func: Callable, *primals, **kwargs):
+        if self.case is None:
+            return self.real(func, *primals, **kwargs)
+        flat = [t for p in primals for t in (p if isinstance(p, (list, tuple)) else [p])]
+        key = (self.case, func.__code__, _fingerprint(_closure_tensors(func)), _fingerprint(flat),
+               tuple(sorted(kwargs.items())))
+        if key not in self.programs:
+            self.programs[key] = self.real(func, *primals, **kwargs)
+        return self.programs[key]
+
+
+@pytest.fixture(autouse=True)
+def trace_memo(monkeypatch):
+    memo = TraceMemo(operators.linearize)
+    monkeypatch.setattr(operators, "linearize", memo)
+    return memo
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -253,11 +301,12 @@ ENTRIES_PER_KIND = len(METHODS) * 3 + 1 + 3 + 2   # operators (cache on/off) and
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
-def test_case(case: Case):
+def test_case(case: Case, trace_memo: TraceMemo):
     """Every public entry point on ``case``: the reference first (finite differences), then
     ``loss_and_grad`` and, for the Hessian and the GGN, every operator, one-shot product, dense matrix,
     eigenvalue solver and stochastic estimator. Failures are reported together, by entry point."""
     e = Entries(case)
+    trace_memo.case = case.name
     if case.refusal is None:
         errors = finite_difference_check(case)
         assert errors["hessian_asymmetry"] < 1e-13, errors
