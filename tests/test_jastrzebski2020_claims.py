@@ -316,11 +316,11 @@ def test_full_profile_code_path_with_batch_norm_and_resumable_checkpoints(tmp_pa
         (folder / name).write_bytes(pickle.dumps(batch))
     cfg = dataclasses.replace(study.PROFILES["full"], data_folder=str(folder), seeds=1, lrs=(0.01, 0.1),
                               batch_size=20, batch_sizes=(10,), bn_lrs=(0.01, 0.1), epochs=1, probes_per_epoch=1,
-                              early_probes=1, hessian_examples=12, hessian_k=2, hessian_tol=1e-1, cov_examples=6,
+                              early_probes=1, hessian_examples=12, hessian_k=1, hessian_tol=0.5, cov_examples=6,
                               eos_examples=12, eos_steps=2, eos_probe_every=1)
     first = study.run(cfg, device=torch.device("cpu"), seed=0)
     assert any(r["bn"] for r in first["runs"].values())
-    assert first["runs"]["η=0.01, S=20"]["lambda_h_top"].shape[1] == 2
+    assert first["runs"]["η=0.01, S=20"]["lambda_h_top"].shape[1] == 1
     ckpts = sorted((tmp_path / "build" / "checkpoints" / "jastrzebski2020").glob("*.pt"))
     assert len(ckpts) == len(study.run_specs(cfg)) + 1  # one per SGD run + the GD run
     ids = {r.id for r in study.claims(first, cfg)}

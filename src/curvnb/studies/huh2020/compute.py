@@ -61,6 +61,7 @@ class Config:
     drift_scales: tuple[float, ...] = (0.3, 0.1, 0.03)
     drift_seeds: int = 16                         # first seeds, block α=½ at every init scale (claim 3)
     max_evaluations: int = 10_000                 # per flow and rule: beyond it a flow counts as singular or stiff
+    min_rtol: float = 0.0                         # a floor on every flow's relative tolerance (smoke: coarse, fast)
     # Claim 4 and the phase portrait: scalar two-layer net.
     scalar_init: tuple[float, float] = (0.05, 0.2)
     portrait_inits: tuple[tuple[float, float], ...] = ((0.05, 0.2), (0.2, 0.05), (0.1, 0.8), (0.8, 0.1), (0.3, 0.3))
@@ -99,7 +100,7 @@ PROFILES = {
                    discrete_seeds=64, discrete_steps=8000, gen_points=300, gen_seeds=16,
                    mlp_steps=600, mlp_seeds=3, mlp_select_nets=3, mlp_width=128),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
-    "smoke": Config(saxe_singular_values=(1.0,), mode_points=61, matrix_seeds=6, conditioned_seeds=2, drift_seeds=3,
+    "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, matrix_seeds=6, conditioned_seeds=2, drift_seeds=3,
                     drift_scales=(0.3, 0.1), max_evaluations=3000, portrait_inits=((0.05, 0.2),), scalar_points=40,
                     discrete_steps=40, discrete_seeds=4, record_every=5, gen_width=5, gen_seeds=3,
                     gen_rules=(("GD", "full", 0.0, 400.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 30.0)),
@@ -111,6 +112,11 @@ PROFILES = {
 def draw(seed: int, stream: str, i: int) -> torch.Generator:
     """The torch generator of draw ``i`` of ``stream`` for chapter seed ``seed`` (all 64 bits of the derived seed)."""
     return STREAMS.torch(seed, stream, i)
+
+
+def _tolerances(config: Config, rtol: float = 1e-10, atol: float = 1e-12) -> dict:
+    """``integrate``'s tolerances for a flow, no finer than the profile's floor ``min_rtol``."""
+    return {"rtol": max(rtol, config.min_rtol), "atol": max(atol, 1e-2 * config.min_rtol)}
 
 
 def _one(value: float) -> torch.Tensor:
@@ -142,7 +148,7 @@ def run_modes(config: Config) -> dict:
     t = np.stack([np.linspace(0.0, 12.0 / s, 241) for s in s_values])
     start = _stack([balanced_weights(_one(config.mode_w0), 2)] * len(s_values))
     targets = torch.stack([_one(s) for s in s_values])
-    simulated = integrate(start, targets, t, "full", 0.0).maps()[:, :, 0, 0]
+    simulated = integrate(start, targets, t, "full", 0.0, **_tolerances(config)).maps()[:, :, 0, 0]
     saxe = {}
     for i, s in enumerate(s_values):
         closed_form = mode_curve(t[i], config.mode_w0, s, 2, 0.0)
@@ -154,7 +160,7 @@ def run_modes(config: Config) -> dict:
         quadrature = [mode_time(0.5, w0, 1.0, config.mode_depth, alpha, rule) for w0 in starts]
         t = np.stack([np.linspace(0.0, 3.0 * q, config.mode_points) for q in quadrature])
         start = _stack([balanced_weights(_one(w0), config.mode_depth) for w0 in starts])
-        w = integrate(start, _one(1.0), t, rule, alpha).maps()[:, :, 0, 0]
+        w = integrate(start, _one(1.0), t, rule, alpha, **_tolerances(config)).maps()[:, :, 0, 0]
         times[label] = {"simulated": crossing_time(t[0], w[0], 0.5), "quadrature": quadrature[0],
                         "reference": reference, "t": t[0], "w": w[0], "rule": rule, "alpha": alpha,
                         "plateau_simulated": crossing_time(t[1], w[1], 0.5), "plateau_quadrature": quadrature[1]}
@@ -196,7 +202,8 @@ def run_matrix(config: Config, seed: int) -> dict:
     out: dict[str, Any] = {"t": t, "predicted_singular_time": singular_time(weights0, targets, rate=d), "rules": {}}
     for label, rule, alpha in MATRIX_RULES:
         rtol = 1e-8 if label == "block α=½" else 1e-10   # block α=½ is checked to O(1) only (drift, reaching t = 3)
-        traj = integrate(weights0, targets, t, rule, alpha, rtol=rtol, max_evaluations=config.max_evaluations)
+        traj = integrate(weights0, targets, t, rule, alpha, max_evaluations=config.max_evaluations,
+                         **_tolerances(config, rtol))
         entry = {"reached": traj.reached, "failed": traj.failed, "drift": traj.max_drift(),
                  "final_drift": traj.drifts()[:, -1]}
         if alpha == 1.0:
@@ -214,7 +221,8 @@ def run_matrix(config: Config, seed: int) -> dict:
         candidate += 64
     kept = kept[:config.conditioned_seeds]
     targets_c, weights0_c = matrix_problem(config, seed, ("conditioned target", "conditioned init"), kept)
-    traj = integrate(weights0_c, targets_c, t, "block", 1.0, max_evaluations=config.max_evaluations)
+    traj = integrate(weights0_c, targets_c, t, "block", 1.0, max_evaluations=config.max_evaluations,
+                     **_tolerances(config))
     out["conditioned"] = {"draws": np.asarray(kept), "candidates": kept[-1] + 1, "reached": traj.reached,
                           "failed": traj.failed, "drift": traj.max_drift(), "final_drift": traj.drifts()[:, -1],
                           "closed_form_error": _closed_form_error(traj, weights0_c, targets_c, t, "block")}
@@ -225,7 +233,8 @@ def run_matrix(config: Config, seed: int) -> dict:
                 for scale in config.drift_scales]
     targets_s = torch.cat([p[0] for p in problems])
     weights0_s = [torch.cat(layers) for layers in zip(*(p[1] for p in problems))]
-    traj = integrate(weights0_s, targets_s, t, "block", 0.5, rtol=1e-8, max_evaluations=config.max_evaluations)
+    traj = integrate(weights0_s, targets_s, t, "block", 0.5, max_evaluations=config.max_evaluations,
+                     **_tolerances(config, 1e-8))
     drift = np.where(traj.reached >= horizon, traj.max_drift(), np.nan)
     out["block_half_drift_by_scale"] = drift.reshape(len(config.drift_scales), config.drift_seeds)
     return out
@@ -239,7 +248,7 @@ def run_scalar(config: Config) -> dict:
     weights0 = _stack([[_one(a1), _one(a2)] for a1, a2 in starts])
     endpoints, paths = {}, {}
     for label, rule, alpha in MATRIX_RULES:
-        states = integrate(weights0, _one(1.0), t, rule, alpha).states     # starts × times × 2
+        states = integrate(weights0, _one(1.0), t, rule, alpha, **_tolerances(config)).states     # starts × times × 2
         endpoints[label] = states[0, -1].tolist()
         paths[label] = list(states[1:])
     return {"endpoints": endpoints, "paths": paths}
@@ -292,7 +301,7 @@ def run_generalization(config: Config, seed: int) -> dict:
         if alpha == 1.0:
             maps = natural_gradient_maps(weights0, noisy, t, rule)
         else:
-            maps = integrate(weights0, noisy, t, rule, alpha, rtol=1e-7, atol=1e-12).maps()
+            maps = integrate(weights0, noisy, t, rule, alpha, **_tolerances(config, 1e-7)).maps()
         test = ((maps - clean.numpy()[:, None]) ** 2).sum(axis=(2, 3))
         train = ((maps - noisy.numpy()[:, None]) ** 2).sum(axis=(2, 3))
         best = np.nanargmin(test, axis=1)
