@@ -78,8 +78,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def run(config: Config, *, device: torch.device, seed: int) -> dict:
-    t_start = time.perf_counter()
+def _train(config: Config, *, device: torch.device, seed: int):
+    """The digits subset and the MLP trained on it (full-batch Adam): the point the analyses look at."""
     x, y, _, _ = load_digits_split(seed=library_seed(seed, "data"), dtype=DT, device=device)
     x, y = x[: config.num_train], y[: config.num_train]
     model = make_model(config.hidden, seed).to(device)
@@ -90,19 +90,18 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-    batches = [(x[i:i + config.batch_size], y[i:i + config.batch_size]) for i in range(0, len(x), config.batch_size)]
-    P = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        out: dict = {"P": P, "N": len(x), "train_loss": float(loss_fn(model(x), y))}
+    return model, loss_fn, x, y
 
-    # explicit references: dense Hessian by torch.autograd.functional, GGN from explicit Jacobians (vectorized:
-    # one batched backward pass per matrix instead of one per row)
+
+def _products(model, loss_fn, x, y, batches, seed: int, out: dict) -> torch.Tensor:
+    """Explicit references (dense Hessian by torch.autograd.functional, GGN from explicit Jacobians,
+    vectorized: one batched backward pass per matrix instead of one per row) and the products against
+    them. Returns the dense Hessian."""
     f, theta = _flat_function(model)
     H = torch.autograd.functional.hessian(lambda t: loss_fn(f(t, x), y), theta, vectorize=True)
-    exact = np.linalg.eigvalsh(H.cpu().numpy())[::-1].copy()
-    out["exact_eigenvalues"] = exact
+    out["exact_eigenvalues"] = np.linalg.eigvalsh(H.cpu().numpy())[::-1].copy()
     out["exact_trace"] = float(torch.trace(H))
-    v = torch.randn(P, generator=STREAMS.torch(seed, "vector"), dtype=DT).to(device)
+    v = torch.randn(out["P"], generator=STREAMS.torch(seed, "vector"), dtype=DT).to(x.device)
     out["hvp_rel_error"] = _rel(hvp(model, loss_fn, batches, v), H @ v)
     outputs = f(theta, x).detach()
     J = torch.autograd.functional.jacobian(lambda t: f(t, x).reshape(-1), theta, vectorize=True)
@@ -110,50 +109,49 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
                                          vectorize=True)
     out["ggn_rel_error"] = _rel(ggn_vp(model, loss_fn, batches, v), J.T @ (Hout @ (J @ v)))
     out["iterable_vs_concatenated"] = _rel(hvp(model, loss_fn, batches, v), hvp(model, loss_fn, (x, y), v))
-    del J
+    return H
 
-    # Lanczos top-k (our engine, default stopping rule) and the Ritz values along the iteration
+
+def _spectra(config: Config, model, loss_fn, batches, H: torch.Tensor, seed: int, out: dict) -> None:
+    """Lanczos top-k (default stopping rule), the Ritz values along the iteration, SLQ and Hutchinson
+    (with the same probes on the dense Hessian, probe for probe), and both estimators over independent
+    probe seeds on the dense Hessian."""
     res = hessian_eigenvalues(model, loss_fn, batches, k=config.top_k, tol=config.tol,
                              seed=library_seed(seed, "lanczos"))
     out["lanczos"] = {"eigenvalues": res.eigenvalues.cpu().numpy(), "residuals": res.residuals.cpu().numpy(),
                       "converged": res.converged, "num_matvecs": res.num_matvecs}
     op = CurvatureOperator(model, loss_fn, batches)
-    start = random_unit_vector(P, dtype=DT, device=device, seed=library_seed(seed, "lanczos"))
+    start = random_unit_vector(out["P"], dtype=DT, device=H.device, seed=library_seed(seed, "lanczos"))
     alphas, betas = lanczos_coefficients(op.matvec, start, config.ritz_steps)
     out["ritz"] = {"alphas": alphas, "betas": betas}
-
-    # SLQ density and Hutchinson trace
     nodes, weights = slq_nodes(op, num_runs=config.slq_runs, num_steps=config.slq_steps,
                                seed=library_seed(seed, "slq"))
     out["slq"] = {"nodes": nodes, "weights": weights}
     est, se, samples = operator_trace(op, config.hutchinson_samples, seed=library_seed(seed, "hutchinson"),
                                       return_samples=True)
-    # the same probes on the dense Hessian: the estimator's arithmetic, probe for probe
-    _, _, dense_samples = operator_trace(MatrixOperator(H), config.hutchinson_samples,
+    dense = MatrixOperator(H)
+    _, _, dense_samples = operator_trace(dense, config.hutchinson_samples,
                                          seed=library_seed(seed, "hutchinson"), return_samples=True)
     out["hutchinson"] = {"estimate": est, "standard_error": se, "samples": samples,
                          "same_probes_rel_error": float(np.max(np.abs(samples - dense_samples))
                                                         / np.max(np.abs(dense_samples)))}
-
-    # the same estimators over independent probe seeds, on the dense Hessian as an operator
-    dense = MatrixOperator(H)
     probe_seeds = [library_seed(seed, "probe", unit) for unit in range(config.probe_seeds)]
     w1, z = [], []
     for s in probe_seeds:
         nodes_s, weights_s = slq_nodes(dense, num_runs=config.slq_runs, num_steps=config.slq_steps, seed=s)
-        w1.append(slq_wasserstein({"exact_eigenvalues": exact, "slq": {"nodes": nodes_s, "weights": weights_s}}))
+        w1.append(slq_wasserstein({"exact_eigenvalues": out["exact_eigenvalues"],
+                                   "slq": {"nodes": nodes_s, "weights": weights_s}}))
         est_s, se_s = operator_trace(dense, config.hutchinson_samples, seed=s)
         z.append((est_s - out["exact_trace"]) / se_s)
     out["probe_seeds"] = {"units": list(range(config.probe_seeds)), "seeds": probe_seeds, "slq_w1": np.array(w1),
                           "hutchinson_z": np.array(z)}
 
-    # gradient covariance vs an explicit per-example loop
+
+def _covariance_and_ntk(config: Config, model, loss_fn, x, y, out: dict) -> None:
+    """Gradient covariance against an explicit per-example loop; the empirical NTK against explicit Jacobians."""
     xc, yc = x[: config.num_cov], y[: config.num_cov]
-    rows = []
-    for i in range(len(xc)):
-        grads = torch.autograd.grad(loss_fn(model(xc[i:i + 1]), yc[i:i + 1]), list(model.parameters()))
-        rows.append(flatten(grads))
-    G = torch.stack(rows)
+    G = torch.stack([flatten(torch.autograd.grad(loss_fn(model(xc[i:i + 1]), yc[i:i + 1]), list(model.parameters())))
+                     for i in range(len(xc))])
     Gc = G - G.mean(0)
     K_eig = torch.linalg.eigvalsh(Gc.T @ Gc / len(xc)).flip(0)[: config.top_k]
     ours = gradient_covariance_eigenvalues(model, loss_fn, (xc, yc), k=config.top_k)
@@ -161,15 +159,26 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
                          "eig_rel_error": _rel(ours, K_eig),
                          "trace_rel_error": abs(gradient_covariance_trace(model, loss_fn, (xc, yc))
                                                 / float((Gc ** 2).sum() / len(xc)) - 1)}
-
-    # empirical NTK vs explicit Jacobians
+    f, theta = _flat_function(model)
     xn = x[: config.num_ntk]
-    Jn = torch.autograd.functional.jacobian(lambda t: f(t, xn), theta, vectorize=True)  # (N, C, P)
-    Jf = Jn.reshape(-1, P)
+    Jf = torch.autograd.functional.jacobian(lambda t: f(t, xn), theta, vectorize=True).reshape(-1, out["P"])
     K = empirical_ntk(model, xn)
     out["ntk"] = {"rel_error": _rel(K, Jf @ Jf.T), "min_eigenvalue": float(torch.linalg.eigvalsh(K)[0]),
                   "max_eigenvalue": float(torch.linalg.eigvalsh(K)[-1]),
                   "asymmetry": float((K - K.T).abs().max())}
+
+
+def run(config: Config, *, device: torch.device, seed: int) -> dict:
+    """Train the digits MLP, then check every toolkit entry point against explicit references."""
+    t_start = time.perf_counter()
+    model, loss_fn, x, y = _train(config, device=device, seed=seed)
+    batches = [(x[i:i + config.batch_size], y[i:i + config.batch_size]) for i in range(0, len(x), config.batch_size)]
+    with torch.no_grad():
+        out: dict = {"P": sum(p.numel() for p in model.parameters()), "N": len(x),
+                     "train_loss": float(loss_fn(model(x), y))}
+    H = _products(model, loss_fn, x, y, batches, seed, out)
+    _spectra(config, model, loss_fn, batches, H, seed, out)
+    _covariance_and_ntk(config, model, loss_fn, x, y, out)
     out["seconds"] = time.perf_counter() - t_start
     return out
 
