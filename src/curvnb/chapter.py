@@ -139,14 +139,14 @@ class Chapter:
         the executed notebook carries it under any matplotlib backend (Agg included), once."""
         import matplotlib.pyplot as plt
 
-        save_figure(fig, self.figure_dir, name)
+        png = save_figure(fig, self.figure_dir, name)
         try:
             from IPython import get_ipython
             from IPython.display import display
         except ImportError:  # pragma: no cover
             return
         if get_ipython() is not None:
-            display(figure_image(fig))
+            display(figure_image(fig, png=png))
             plt.close(fig)
 
     def run_metadata(self) -> dict[str, Any]:

@@ -113,16 +113,24 @@ def figure_image(fig, png: bytes | None = None):
     return Image(data=png, format="png", width=max(1, round(width_px * scale)))
 
 
-def save_figure(fig, folder: Path, name: str) -> list[Path]:
-    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf`` (returned), with ``<name>.json``
-    recording its shown width and smallest text size in px (:func:`smallest_text_px`)."""
+def save_figure(fig, folder: Path, name: str) -> bytes:
+    """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``, with ``<name>.json`` recording its shown
+    width and smallest text size in px (:func:`smallest_text_px`). Returns the PNG's bytes (what
+    :func:`figure_image` shows): rendered once, in memory, then written, so a caller never reads
+    back a file that another process may be rewriting."""
+    import io
+
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
-    for p in paths:
-        fig.savefig(p)
-    # What the book's legibility test reads: the smallest text as the reader sees it.
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    png = buffer.getvalue()
+    (folder / f"{name}.png").write_bytes(png)
+    fig.savefig(folder / f"{name}.pdf")
+    # What the book's legibility test reads: the smallest text as the reader sees it (the figure is
+    # drawn by now: its width is measured once and the text sizes are read without another draw).
+    width_in = shown_width_in(fig)
     (folder / f"{name}.json").write_text(json.dumps({
-        "width_in": round(shown_width_in(fig), 3), "smallest_text_px": round(smallest_text_px(fig), 2)}))
-    return paths
+        "width_in": round(width_in, 3), "smallest_text_px": round(smallest_text_px(fig, width_in=width_in), 2)}))
+    return png
