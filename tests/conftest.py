@@ -61,6 +61,18 @@ def built_book() -> Path:
     return book.build_book()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and avoids oversubscribing shared cores
+    (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def smoke_chapter(name: str, seed: int = 0):
     """The ``Chapter`` of ``name`` in the smoke profile on the CPU, as its notebook makes it, with the
     tests' build folder: results computed through it (``ch.run()``, ``ch.cached(...)``) are the cache

@@ -9,13 +9,7 @@ import torch
 from curvnb.optim import Alice, HeavyBallAlice
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest
 
 
 # --------------------------------------------------------------------------- reference transcription

@@ -20,13 +20,7 @@ REPEATS = 60  # more than AUTO_LINEARIZE_AFTER (50): "auto" switches to the trac
 FEW = 5      # the old traced program drifted from the 2nd product on (3e-16, 7e-3, 0.13, 1.3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and avoids oversubscribing shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest
 
 
 def small_cnn() -> nn.Module:

@@ -47,13 +47,7 @@ SAMPLES, RUNS, STEPS = 4, 2, 5
 ARPACK_REFUSAL = r"ARPACK \(backend='scipy'\) failed: .*Krylov space closes before k values"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and avoids oversubscribing shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest
 
 
 # ------------------------------------------------------------------------------ one trace per input
