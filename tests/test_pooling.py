@@ -1,0 +1,73 @@
+"""Pooled verdicts over chapter seeds (issue 26) on synthetic records: the pooled decision is the
+engine's on the concatenated units, non-exchangeable units are refused, shared units are found."""
+import numpy as np
+import pytest
+
+from curvnb.claims import ClaimSpec, evaluate
+from curvnb.claims.pooling import STREAMS, Run, pool_claim, pool_runs, shared_unit_values, why_not_pooled
+
+MEDIAN = ClaimSpec(id="m", statement="the median exceeds 1", statistic="median", direction="greater", threshold=1.0)
+PAIRED = ClaimSpec(id="p", statement="a beats b", statistic="difference_of_medians_paired", direction="greater",
+                   threshold=0.0, unit="network")
+EXACT = ClaimSpec(id="e", statement="identity", statistic="value", direction="exact", threshold=0.0, delta=1e-9)
+META = {"profile": "quick", "config": {"n": 4}, "sources_sha256": "abc"}
+
+
+def _run(seed: int, x, a, b, meta=META) -> Run:
+    records = [evaluate(MEDIAN, x).record("quick"), evaluate(PAIRED, a, b, seed=1).record("quick"),
+               evaluate(EXACT, 0.0).record("quick")]
+    return Run(seed, dict(meta), records)
+
+
+def _runs(meta=META):
+    rng = np.random.default_rng(0)   # fixed synthetic values: the test asserts arithmetic, not luck
+    return [_run(s, 1.2 + rng.normal(size=4), rng.normal(size=9) + 0.1, rng.normal(size=9), meta) for s in (1, 2, 3)]
+
+
+def test_pooled_decision_is_the_engines_on_the_concatenated_units():
+    runs = _runs()
+    for spec in (MEDIAN, PAIRED):
+        pooled = pool_claim(runs, spec.id)
+        recs = [r.record(spec.id) for r in runs]
+        keys = ["x"] if spec is MEDIAN else ["a", "b"]
+        data = [np.concatenate([rec["values"][k] for rec in recs]) for k in keys]
+        want = evaluate(spec, *data, seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
+        assert pooled["interval"] == want["interval"] and pooled["verdict"] == want["verdict"]
+        assert pooled["n_units"] == sum(rec["n_units"] for rec in recs) == len(data[0])
+        assert pooled["pooled"]["chapter_seeds"] == [1, 2, 3]
+        assert pooled["pooled"]["units_per_seed"] == [rec["n_units"] for rec in recs]
+        steps = pooled["pooled"]["narrowing"]
+        assert [s["chapter_seeds"] for s in steps] == [1, 2, 3]
+        assert steps[-1]["interval"] == pooled["interval"] and steps[-1]["verdict"] == pooled["verdict"]
+    # four units of one seed are too few for a median's interval; twelve decide it
+    assert pool_claim(runs, "m")["pooled"]["narrowing"][0]["verdict"] == "inconclusive"
+    assert pool_claim(runs, "m")["pooled"]["narrowing"][-1]["interval"] is not None
+
+
+def test_units_that_are_not_exchangeable_are_refused():
+    runs = _runs()
+    other = Run(4, {**META, "config": {"n": 5}}, runs[0].records)
+    with pytest.raises(ValueError, match="configuration"):
+        pool_claim(runs + [other], "m")
+    with pytest.raises(ValueError, match="deterministic"):
+        pool_claim(runs, "e")
+    changed = ClaimSpec(id="m", statement="the median exceeds 1", statistic="median", direction="greater", threshold=2.0)
+    moved = Run(5, dict(META), [evaluate(changed, [1.0] * 6).record("quick")])
+    assert "specs differ" in why_not_pooled(runs + [moved], "m")
+    custom = ClaimSpec(id="m", statement="s", statistic="custom", design="one-sample", function=lambda x: np.median(x, axis=-1),
+                       direction="greater", threshold=0.0)
+    assert "custom" in why_not_pooled([Run(s, dict(META), [evaluate(custom, [1.0] * 8, seed=0).record("quick")])
+                                       for s in (1, 2)], "m")
+    summary = pool_runs(runs)
+    assert set(summary) == {"m", "p", "e"} and "record" in summary["m"] and "reason" in summary["e"]
+
+
+def test_shared_unit_values_are_found_and_constants_are_not():
+    runs = _runs()
+    assert shared_unit_values(runs) == []
+    x = runs[0].record("m")["values"]["x"]
+    copy = Run(9, dict(META), [evaluate(MEDIAN, [x[0], 5.0, 6.0, 7.0]).record("quick")])
+    found = shared_unit_values(runs + [copy])
+    assert found == [{"claim": "m", "group": "x", "seeds": (1, 9), "values": [x[0]]}]
+    constant = [Run(s, dict(META), [evaluate(MEDIAN, [2.0] * 6).record("quick")]) for s in (1, 2)]
+    assert shared_unit_values(constant) == []
