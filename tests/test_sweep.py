@@ -18,7 +18,9 @@ from curvnb import sweep
 from curvnb.claims import read_claims_file
 from curvnb.cli import main
 from curvnb import robustness
-from curvnb.robustness import dot_plot_svg, robustness_markdown
+from curvnb.claims import COLOURS, ClaimSpec, evaluate, format_value, scorecard_rows_html
+from curvnb.claims.pooling import Run, pool_claim
+from curvnb.robustness import dot_plot_svg, robustness_markdown, with_book_runs
 from curvnb.sweep import Task, TaskFailed, TaskInput, TaskOutput, expand_grid, run_sweep
 
 HASH = "0" * 64
@@ -233,17 +235,43 @@ def _results(values_by_seed: dict[int, tuple[float, bool]], chapter="intro", pro
     return out
 
 
-def test_robustness_page_counts_seeds_and_shows_the_spread():
+def test_robustness_page_gives_each_seeds_verdict_and_the_spread():
     page = robustness_markdown(_results({0: (1.0, True), 1: (5.0, True), 2: (1000.0, False)}),
                                {"intro": "Introduction"}, {"intro": "01_intro"})
     assert "## Quick profile" in page and "### Introduction" in page and "(01_intro.ipynb)" in page
-    assert "reproduced in 2 of 3 seeds" in page and "Source: Sec. 1" in page
-    assert "ratio:<br>1 · 5 · 1e+03" in page           # min · median · max of the tested statistic
-    assert "95 % interval of the rate: [0.09, 0.99]" in page   # Clopper–Pearson, 2 of 3
+    assert "Source: Sec. 1" in page
+    for seed, word in ((0, "reproduced"), (1, "reproduced"), (2, "not reproduced")):
+        assert f'seed {seed}: <b style="color:{COLOURS[word]}">{word}</b>' in page
     assert "3 seed(s): 0, 1, 2; device(s): cpu" in page and "same curvnb sources" in page
     assert page.count("<circle") == 3 and "log scale" in page
+    assert "not pooled: a pre-engine record keeps no units" in page   # fake_output's records are format 2
     empty = robustness_markdown([])
     assert "No sweep results yet" in empty and "curvnb sweep intro toolkit --num-seeds 3" in empty
+
+
+def test_robustness_page_pools_engine_records_over_chapter_seeds():
+    spec = ClaimSpec(id="c", statement="s", statistic="median", direction="greater", threshold=0.0)
+    runs = []
+    for seed, values in ((1, [0.5, -0.2, 0.3, 0.8]), (2, [0.1, 0.4, 0.9, -0.1]), (3, [0.6, 0.2, 0.7, 0.3])):
+        task = Task("quick", "intro", seed, "cpu")
+        run = {"chapter": "intro", "seed": seed, "profile": "quick", "device": "cpu", "sources_sha256": HASH,
+               "torch": "x", "config": {"n": 4}}
+        runs.append((task, run, [evaluate(spec, values).record("quick")]))
+    page = robustness_markdown(runs)
+    pooled = pool_claim([Run(t.seed, run, recs) for t, run, recs in runs], "c")
+    lo, hi = pooled["interval"]
+    assert f"— 12 seeds, 3 chapter seeds" in page and f"[{format_value(lo)}, {format_value(hi)}]" in page
+    assert [st["verdict"] for st in pooled["pooled"]["narrowing"]][0] == "inconclusive"   # 4 units: too few
+    assert page.count('class="curvnb-narrowing"') == 1 and page.count("stroke-width=\"3\"") == 2
+    # the scorecard shows the pooled verdict beside the run's own, linked to the page
+    swept = robustness.pooled_verdicts(runs)
+    assert set(swept) == {("quick", "intro")} and swept["quick", "intro"]["c"]["interval"] == pooled["interval"]
+    row = scorecard_rows_html(runs[0][2], "01_intro", swept["quick", "intro"])
+    assert '<a href="seed_robustness.html">pooled over a sweep</a>' in row and "— 12 seeds, 3 chapter seeds" in row
+    # the book's run joins as chapter seed 0 of a swept profile, not of another profile
+    book_run = (Task("quick", "intro", 0, "cpu"), runs[0][1], runs[0][2])
+    other = (Task("full", "intro", 0, "cuda"), runs[0][1], runs[0][2])
+    assert [t.seed for t, _, _ in with_book_runs(runs, [book_run, other])] == [0, 1, 2, 3]
 
 
 def test_robustness_page_labels_smoke_runs_as_no_evidence():
@@ -275,7 +303,7 @@ def test_staged_book_has_the_page_and_the_scorecard_links_it(tmp_path, monkeypat
     book.stage_seed_robustness(stage, {"intro": "Introduction", "toolkit": "Toolkit"},
                                {"intro": "01_intro", "toolkit": "02_toolkit"})
     page = (stage / "book" / "seed_robustness.md").read_text()
-    assert "reproduced in 2 of 2 seeds" in page and "(01_intro.ipynb)" in page and "02_toolkit" not in page
+    assert "seed 1: <b" in page and "(01_intro.ipynb)" in page and "02_toolkit" not in page
     scorecard = (stage / "book" / "scorecard.md").read_text()
     assert scorecard.index("Intro text.") < scorecard.index("(seed_robustness.md)") < scorecard.index("**summary**")
     toc = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()

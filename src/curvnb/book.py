@@ -365,14 +365,34 @@ def copy_frames(target: Path) -> None:
                             ignore=shutil.ignore_patterns("manifest.json"))
 
 
-def stage_seed_robustness(stage: Path, titles: dict[str, str], pages: dict[str, str]) -> None:
+def sweep_and_book_results(titles: dict[str, str]) -> list:
+    """Every stored sweep run (``_build/sweeps``) plus the book's own runs as chapter seed 0 of a
+    swept profile (:func:`curvnb.robustness.with_book_runs`): what the robustness page and the
+    scorecard's pooled verdicts read."""
+    from curvnb.claims import read_claims_file
+    from curvnb.robustness import with_book_runs
+    from curvnb.sweep import Task, sweep_results
+
+    book_runs = []
+    for cid in titles:
+        path = build_dir() / "claims" / f"{cid}.json"
+        if path.exists():
+            run, records = read_claims_file(path)
+            if run.get("seed", 0) == 0 and run.get("profile"):
+                book_runs.append((Task(run["profile"], cid, 0, str(run.get("device", "auto"))), run, records))
+    return with_book_runs(sweep_results(), book_runs)
+
+
+def stage_seed_robustness(stage: Path, titles: dict[str, str], pages: dict[str, str],
+                          results: list | None = None) -> None:
     """Write the seed-robustness appendix page (``book/seed_robustness.md``, from every claims file
-    under ``_build/sweeps/``) into the staged book, and link it from the staged scorecard."""
+    under ``_build/sweeps/`` and the book's own runs) into the staged book, and link it from the
+    staged scorecard."""
     from curvnb.robustness import PAGE, TITLE, robustness_markdown
-    from curvnb.sweep import sweep_results
 
     staged = {cid: page for cid, page in pages.items() if (stage / "book" / f"{page}.ipynb").exists()}
-    (stage / "book" / f"{PAGE}.md").write_text(robustness_markdown(sweep_results(), titles, staged))
+    results = sweep_and_book_results(titles) if results is None else results
+    (stage / "book" / f"{PAGE}.md").write_text(robustness_markdown(results, titles, staged))
     scorecard = stage / "book" / "scorecard.md"
     if scorecard.exists():   # after its opening paragraph
         parts = scorecard.read_text().split("\n\n")
@@ -420,8 +440,12 @@ def stage_book() -> Path:
     titles = {c.id: c.title for c in chapters()}
     pages = {c.id: c.path.stem for c in chapters()}
     notes = {name: stale_warning(failure) for name, failure in stale.items()}
-    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes))
-    stage_seed_robustness(stage, titles, pages)
+    from curvnb.robustness import pooled_verdicts
+
+    results = sweep_and_book_results(titles)
+    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes,
+                                                                    pooled_verdicts(results)))
+    stage_seed_robustness(stage, titles, pages, results)
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def exists(stem: str) -> bool:

@@ -1,8 +1,10 @@
 """The book's seed-robustness page, generated from every claims file of ``curvnb sweep``.
 
-Per profile and chapter, and per claim: in how many seeds it reproduced (with an exact 95 %
-interval of that rate), the spread of its tested statistic over the seeds (min, median, max and a
-dot per seed), and the devices, torch versions and source versions of the runs.
+Per profile and chapter, and per claim: the verdict of each chapter seed (seed 0 is the book's own
+run when its profile matches), the spread of its tested statistic over the seeds (a dot per seed),
+the pooled verdict on the units of every chapter seed (:mod:`curvnb.claims.pooling`, the engine's
+unchanged rule) with a plot of its interval narrowing as chapter seeds are added, or why its units
+are not pooled; and the devices, torch versions and source versions of the runs.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from curvnb.claims import KINDS, VERDICTS, format_value
+from curvnb.claims import COLOURS, KINDS, VERDICTS, format_value, record_verdict
+from curvnb.claims.pooling import Run, pool_claim, why_not_pooled
 from curvnb.config import SMOKE_NOTE
 
 PAGE = "seed_robustness"   # book/seed_robustness.md in the staged book
@@ -21,8 +24,8 @@ TITLE = "Seed robustness"
 _CELL = "vertical-align:top;padding:4px 6px;border-bottom:1px solid #ddd;text-align:left"
 _TABLE = ("width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.9em;"
           "overflow-wrap:anywhere;word-break:normal")
-_COLUMNS = (("claim", "34%"), ("result over seeds", "22%"), ("tested statistic: min · median · max", "24%"),
-            ("per seed", "20%"))
+_COLUMNS = (("claim", "30%"), ("verdict per chapter seed", "24%"), ("pooled over chapter seeds", "26%"),
+            ("interval as seeds are added", "20%"))
 _PASS, _FAIL = "#1a7f37", "#b42318"
 
 
@@ -68,34 +71,103 @@ def dot_plot_svg(values: Sequence[float], passed: Sequence[bool], seeds: Sequenc
             f'<br><span style="color:#555;font-size:0.85em">{label}</span>')
 
 
-def _summarise(records_by_seed: dict[int, dict[str, Any]]) -> tuple[str, str, str]:
-    """Cells of one claim's row: result over seeds, statistic spread, dot plot."""
-    from curvnb.stats import clopper_pearson
+def _word(record: dict[str, Any], verdict: str) -> str:
+    return VERDICTS.get(record.get("kind", "paper"), VERDICTS["paper"])[("reproduced", "not reproduced",
+                                                                          "inconclusive").index(verdict)]
 
+
+def narrowing_svg(steps: Sequence[dict[str, Any]], threshold: float, delta: float | None,
+                  width: int = 150, height: int = 64) -> str:
+    """The pooled 95 % interval after 1, 2, … chapter seeds (one bar each, coloured by its verdict)
+    against the claim's threshold (a dashed line; its band ± delta shaded). Inline SVG."""
+    bounds = [threshold] + ([threshold - delta, threshold + delta] if delta else [])
+    ends = [v for st in steps if st["interval"] for v in st["interval"]] + [st["estimate"] for st in steps] + bounds
+    lo, hi = min(ends), max(ends)
+    pad = 0.08 * (hi - lo or 1.0)
+    lo, hi = lo - pad, hi + pad
+    y = lambda v: 6 + (hi - v) / (hi - lo) * (height - 18)  # noqa: E731
+    step = (width - 16) / max(len(steps), 1)
+    parts = []
+    if delta:
+        parts.append(f'<rect x="4" y="{y(threshold + delta):.1f}" width="{width - 8}" '
+                     f'height="{y(threshold - delta) - y(threshold + delta):.1f}" fill="#eee"/>')
+    parts.append(f'<line x1="4" x2="{width - 4}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
+                 'stroke="#777" stroke-dasharray="3,2"/>')
+    for i, st in enumerate(steps):
+        x, colour = 8 + step * (i + 0.5), COLOURS[st["verdict"]]
+        tip = html.escape(f"{st['chapter_seeds']} chapter seed(s), {st['n_units']} units: {st['verdict']}")
+        if st["interval"]:
+            a, b = st["interval"]
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y(b):.1f}" y2="{y(a):.1f}" stroke="{colour}" '
+                         f'stroke-width="3"><title>{tip}</title></line>')
+        parts.append(f'<circle cx="{x:.1f}" cy="{y(st["estimate"]):.1f}" r="2.5" fill="{colour}"><title>{tip}</title></circle>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 1}" font-size="10" text-anchor="middle" fill="#333">'
+                     f'{st["chapter_seeds"]}</text>')
+    return (f'<svg class="curvnb-narrowing" viewBox="0 0 {width} {height}" style="width:100%;max-width:{width}px;'
+            f'height:auto" role="img" aria-label="pooled interval after each added chapter seed">{"".join(parts)}</svg>'
+            '<br><span style="color:#555;font-size:0.85em">chapter seeds pooled (dashed: threshold)</span>')
+
+
+def _per_seed_cell(records_by_seed: dict[int, dict[str, Any]]) -> str:
+    """Each chapter seed's verdict, then the spread of the tested statistic (a dot per seed)."""
     seeds = sorted(records_by_seed)
-    records = [records_by_seed[s] for s in seeds]
-    kind = records[0].get("kind", "paper")
-    word = VERDICTS.get(kind, VERDICTS["paper"])[0]
-    k, n = sum(bool(r["passed"]) for r in records), len(records)
-    lo, hi = clopper_pearson(k, n)
-    colour = _PASS if k == n else _FAIL
-    result = (f'<b style="color:{colour}">{word} in {k} of {n} seeds</b>'
-              f'<br><span style="color:#555">95 % interval of the rate: [{lo:.2f}, {hi:.2f}]</span>')
-    within = sorted({int(r.get("seeds", 1)) for r in records})
-    if within != [1]:
-        result += (f'<br><span style="color:#555">each run pools {"/".join(map(str, within))} '
-                   "seeds of its own</span>")
-    stats = [tested_statistic(r) for r in records]
+    lines = []
+    for s in seeds:
+        r = records_by_seed[s]
+        v = record_verdict(r)
+        lines.append(f'seed {s}: <b style="color:{COLOURS[v]}">{html.escape(_word(r, v))}</b>')
+    stats = [tested_statistic(records_by_seed[s]) for s in seeds]
     named = [(s, st) for s, st in zip(seeds, stats) if st is not None]
-    if not named:
-        return result, "no numeric statistic", ""
-    names = list(dict.fromkeys(st[0] for _, st in named))
-    values = np.array([st[1] for _, st in named])
-    spread = (f"{html.escape(', '.join(n.replace('_', ' ') for n in names))}:<br>"
-              f"{format_value(float(values.min()))} · {format_value(float(np.median(values)))} · "
-              f"{format_value(float(values.max()))}")
-    ok = [bool(records_by_seed[s]["passed"]) for s, _ in named]
-    return result, spread, dot_plot_svg(values, ok, [s for s, _ in named])
+    cell = "<br>".join(lines)
+    if len(named) > 1:
+        values = np.array([st[1] for _, st in named])
+        ok = [record_verdict(records_by_seed[s]) == "reproduced" for s, _ in named]
+        cell += "<br>" + dot_plot_svg(values, ok, [s for s, _ in named])
+    return cell
+
+
+def _pooled_cells(runs: Sequence[Run], claim_id: str) -> tuple[str, str]:
+    """The pooled verdict with its units and interval (or why the units are not pooled), and the
+    narrowing plot."""
+    reason = why_not_pooled(runs, claim_id)
+    if reason is not None:
+        return f'<span style="color:#555">not pooled: {html.escape(reason)}</span>', ""
+    pooled = pool_claim(runs, claim_id)
+    v, info = pooled["verdict"], pooled["pooled"]
+    interval = pooled["interval"]
+    unit = pooled.get("unit", "unit")
+    text = (f'<b style="color:{COLOURS[v]}">{html.escape(_word(pooled, v))}</b> — {pooled["n_units"]} {unit}s, '
+            f'{len(info["chapter_seeds"])} chapter seeds<br><span style="color:#555">estimate '
+            f'{format_value(pooled["estimate"])}'
+            + (f", 95 % interval [{format_value(interval[0])}, {format_value(interval[1])}]" if interval else
+               f", no interval ({html.escape(pooled.get('reason') or 'too few units')})")
+            + f'; rule {html.escape(str(pooled["threshold"]))}</span>')
+    return text, narrowing_svg(info["narrowing"], pooled["threshold_value"], pooled.get("delta"))
+
+
+def with_book_runs(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]],
+                   book_runs: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]]) -> list:
+    """``results`` plus the book's own runs as chapter seed 0 of their profile, where a sweep of that
+    profile and chapter exists and has no seed 0 of its own."""
+    have = {(t.profile, t.chapter, t.seed) for t, _, _ in results}
+    swept = {(t.profile, t.chapter) for t, _, _ in results}
+    extra = [(t, run, recs) for t, run, recs in book_runs
+             if (t.profile, t.chapter) in swept and (t.profile, t.chapter, t.seed) not in have]
+    return sorted([*results, *extra], key=lambda item: (item[0].profile, item[0].chapter, item[0].seed))
+
+
+def pooled_verdicts(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]]
+                    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """``(profile, chapter) -> {claim id: pooled record}`` for every claim whose units pool over
+    two or more chapter seeds (the scorecard shows them beside the book's own verdicts)."""
+    grouped: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for task, run, records in results:
+        grouped[task.profile, task.chapter].append(Run(task.seed, run, records))
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for key, runs in grouped.items():
+        ids = {r["id"] for run in runs for r in run.records}
+        out[key] = {cid: pool_claim(runs, cid) for cid in sorted(ids) if why_not_pooled(runs, cid) is None}
+    return out
 
 
 def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]],
@@ -106,17 +178,21 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
     ``chapter_titles`` gives the book's order and titles; ``chapter_pages`` the page names to link."""
     titles, pages = chapter_titles or {}, chapter_pages or {}
     lines = [f"# {TITLE}", "",
-             "Each chapter of the book shows one run (seed 0 unless stated). `curvnb sweep` reruns the "
-             "chapters with other seeds (and profiles), each seed an independent run, and checks the "
-             "same claims — the book's restatements of the papers' statements, as on the "
-             "[scorecard](scorecard.md). This page is generated from every claims file "
-             "of those runs (`_build/sweeps/<profile>/<chapter>/seed-<n>/`). For each claim it gives "
-             "in how many seeds it held, with an exact (Clopper–Pearson) 95 % interval of that rate, "
-             "and the spread of its tested statistic over the seeds — the first number of its "
-             "measurement, named in the table — as minimum, median and maximum, with one dot per "
-             "seed (filled: held; hollow: did not; hover for the value). A claim that already pools "
-             "several seeds within one run is shown with that number: here its pooled statistic is "
-             "repeated over independent runs.", ""]
+             "Each chapter of the book shows one run (chapter seed 0 unless stated). `curvnb sweep` reruns "
+             "the chapters with other chapter seeds, each drawing its own independent units (networks, "
+             "data orders, probes: no two chapter seeds share one), and checks the same claims — the "
+             "book's restatements of the papers' statements, as on the [scorecard](scorecard.md). This page "
+             "is generated from every claims file of those runs (`_build/sweeps/<profile>/<chapter>/seed-<n>/`) "
+             "and, as chapter seed 0, the book's own run where its profile matches. For each claim it gives "
+             "the verdict of each chapter seed, with one dot per seed for its tested statistic (filled: "
+             "reproduced; hollow: not; hover for the value); then the **pooled verdict**: the units of every "
+             "chapter seed taken together and decided by the same pre-registered rule, the interval "
+             "narrowing as chapter seeds are added. Units are pooled only when they are exchangeable — "
+             "the same profile, configuration, curvnb sources and claim definition — and the page says "
+             "why where they are not. Deterministic claims are reported per seed, never pooled. A claim "
+             "whose units rest on a per-seed choice (a learning rate picked by a fixed rule on selection "
+             "seeds) pools them as they are. The number of chapter seeds was fixed before the sweep; "
+             "the pooled verdict is what those units say.", ""]
     if not results:
         lines += ["No sweep results yet. To produce them, run for example", "",
                   "```bash", "curvnb sweep intro toolkit --num-seeds 3   # a process pool here",
@@ -155,13 +231,14 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                 kind = next(iter(item[1].values())).get("kind", "paper")
                 return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
+            pool_runs = [Run(seed, run, records) for seed, run, records in runs]
             for cid, per_seed in sorted(by_claim.items(), key=kind_rank):
                 first = per_seed[min(per_seed)]
                 kind = {"check": " (self-check)", "finding": " (finding)"}.get(first.get("kind", "paper"), "")
                 source = (f'<br><span style="color:#555;font-size:0.9em">Source: {html.escape(first["source"])}</span>'
                           if first.get("source") else "")
                 claim = f"<b>{html.escape(str(cid))}</b>{kind}: {html.escape(str(first['statement']))}{source}"
-                cells = (claim, *_summarise(per_seed))
+                cells = (claim, _per_seed_cell(per_seed), *_pooled_cells(pool_runs, cid))
                 rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
             head = "".join(f'<th style="{_CELL};width:{w}">{h}</th>' for h, w in _COLUMNS)
             lines += [f'<table class="curvnb-robustness" style="{_TABLE}"><thead><tr>{head}</tr></thead>'

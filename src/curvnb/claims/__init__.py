@@ -37,12 +37,13 @@ from curvnb.claims.records import (CLAIM_KEYS, FORMAT, KINDS, RECORD_DEFAULTS, R
                                    Claim, _plain, read_claims, read_claims_file, write_claims)
 from curvnb.claims.report import (COLOURS, KIND_NAMES, SMOKE_NOTE, VERDICTS, by_verdict, claims_table_html,
                                   count_sentence, counts, decision_note, format_estimate, format_interval,
-                                  format_value, record_verdict, scorecard_markdown, tally, verdict,
+                                  format_value, pooled_line, record_verdict, scorecard_markdown, scorecard_rows_html,
+                                  tally, verdict,
                                   verdict_badge, what_we_found)
 
 __all__ = ["DIRECTIONS", "LEVEL", "STATISTICS", "VERDICTS3", "ClaimSpec", "Result", "Statistic", "decide",
            "evaluate", "threshold_text", "CLAIM_KEYS", "FORMAT", "KINDS", "RECORD_DEFAULTS", "RECORD_KEYS",
            "VERDICT_VALUES", "Claim", "_plain", "read_claims", "read_claims_file", "write_claims", "COLOURS",
            "KIND_NAMES", "SMOKE_NOTE", "VERDICTS", "by_verdict", "claims_table_html", "count_sentence", "counts",
-           "decision_note", "format_estimate", "format_interval", "format_value", "record_verdict",
-           "scorecard_markdown", "tally", "verdict", "verdict_badge", "what_we_found"]
+           "decision_note", "format_estimate", "format_interval", "format_value", "pooled_line", "record_verdict",
+           "scorecard_markdown", "scorecard_rows_html", "tally", "verdict", "verdict_badge", "what_we_found"]

@@ -176,9 +176,23 @@ def anchor(record: dict[str, Any]) -> str:
     return "claim-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in str(record["id"]))
 
 
-def scorecard_rows_html(records: Iterable[dict[str, Any]], page: str | None = None) -> str:
+def pooled_line(pooled: dict[str, Any]) -> str:
+    """"pooled over a sweep: reproduced — 15 seeds, 5 chapter seeds", linked to the robustness page."""
+    v, n, k = record_verdict(pooled), pooled["n_units"], len(pooled["pooled"]["chapter_seeds"])
+    unit = pooled.get("unit") or "unit"
+    words = VERDICTS.get(pooled.get("kind", "paper"), VERDICTS["paper"])
+    word = words[("reproduced", "not reproduced", "inconclusive").index(v)]
+    return (f'<span {_MUTED}><a href="seed_robustness.html">pooled over a sweep</a>: '
+            f'<b style="color:{COLOURS[v]}">{html.escape(word)}</b> — {n} {html.escape(unit)}s, {k} chapter seeds</span>')
+
+
+def scorecard_rows_html(records: Iterable[dict[str, Any]], page: str | None = None,
+                        pooled: dict[str, dict[str, Any]] | None = None) -> str:
     """The scorecard's compact table: one row per claim — its id (linked to its row in the chapter,
-    ``page``), statement, and the badge with the value and interval. Two columns: reads on a phone."""
+    ``page``), statement, and the badge with the value and interval; where a sweep pooled the claim's
+    units (``pooled``: claim id → pooled record), the pooled verdict beside it. Two columns: reads on
+    a phone."""
+    pooled = pooled or {}
     rows = []
     for r in records:
         name = f"<b>{html.escape(str(r['id']))}</b>"
@@ -188,7 +202,8 @@ def scorecard_rows_html(records: Iterable[dict[str, Any]], page: str | None = No
         interval = format_interval(r)
         long = r.get("rule") != "engine" and isinstance(r["measured"], (dict, list))   # detail: in the chapter
         result = (verdict_badge(r) + ("" if long else f"<br>{html.escape(format_estimate(r))}")
-                  + (f"<br><span {_MUTED}>{html.escape(interval)}</span>" if interval else ""))
+                  + (f"<br><span {_MUTED}>{html.escape(interval)}</span>" if interval else "")
+                  + (f"<br>{pooled_line(pooled[r['id']])}" if r["id"] in pooled else ""))
         cells = (f"{name}{kind}: {html.escape(str(r['statement']))}", result)
         rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
     head = "".join(f'<th style="{_CELL_STYLE};width:{w}">{h}</th>' for h, w in (("claim", "58%"), ("result", "42%")))
@@ -279,8 +294,11 @@ def _cell(records: list[dict[str, Any]], kind: str) -> str:
 
 def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None = None,
                        chapter_pages: dict[str, str] | None = None,
-                       warnings: dict[str, str] | None = None) -> str:
+                       warnings: dict[str, str] | None = None,
+                       pooled: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None) -> str:
     """The book's scorecard page, aggregated from every ``<chapter>.json`` in ``claims_dir``.
+    ``pooled``: ``(profile, chapter) -> {claim id: pooled record}`` from a sweep
+    (:func:`curvnb.robustness.pooled_verdicts`), shown beside the chapter's own verdicts.
 
     ``chapter_titles``: ids → titles, in the book's order; ``chapter_pages``: ids → page names
     (``03_huh2020``) for links; ``warnings``: ids → a warning shown with that chapter. Per chapter
@@ -334,7 +352,8 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
         if run:
             out += [f"Run: {run.get('profile', '?')} profile, seed {run.get('seed', '?')}, "
                     f"{run.get('device', '?')}, torch {run.get('torch', '?')}, {run.get('date', '?')}.", ""]
-        return out + [scorecard_rows_html(records, chapter_pages.get(name)), ""]
+        swept = (pooled or {}).get((run.get("profile", ""), name), {}) if run else {}
+        return out + [scorecard_rows_html(records, chapter_pages.get(name), swept), ""]
 
     for name, run, records in per_chapter:
         claimed = [r for r in records if r.get("kind", "paper") != "finding"]
