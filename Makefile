@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.curvnb-installed
 PROFILE ?= quick
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test browser bench clean
+.PHONY: setup book test browser bench sweep clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 book: setup
 	@$(VENV)/bin/curvnb book --profile $(PROFILE)
+
+# The default sweep (issue 26): the five studies, quick profile, over chapter seeds $(SWEEP_SEEDS), then the
+# book with the pooled verdicts (Seed robustness page, scorecard). Completed tasks are not rerun.
+SWEEP_SEEDS ?= 1 2 3
+SWEEP_CHAPTERS := huh2020 orvieto2021 jastrzebski2020 duersch2024 buffelli2024
+sweep: setup
+	@$(VENV)/bin/curvnb sweep $(SWEEP_CHAPTERS) --seeds $(SWEEP_SEEDS)
+	@$(VENV)/bin/curvnb build
 
 # Headless Chromium for the rendered-book check (Debian packages; needs root or sudo).
 browser:
