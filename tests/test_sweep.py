@@ -252,12 +252,13 @@ def test_robustness_page_gives_each_seeds_verdict_and_the_spread():
 def test_robustness_page_pools_engine_records_over_chapter_seeds():
     spec = ClaimSpec(id="c", statement="s", statistic="median", direction="greater", threshold=0.0)
     runs = []
-    for seed, values in ((1, [0.5, -0.2, 0.3, 0.8]), (2, [0.1, 0.4, 0.9, -0.1]), (3, [0.6, 0.2, 0.7, 0.3])):
+    for seed, values in ((1, [0.5, -0.2, 0.3, 0.8]), (2, [0.1, 0.4, 0.9, -0.1]), (3, [0.6, 0.2, 0.7, 0.35])):
         task = Task("quick", "intro", seed, "cpu")
         run = {"chapter": "intro", "seed": seed, "profile": "quick", "device": "cpu", "sources_sha256": HASH,
                "torch": "x", "config": {"n": 4}}
         runs.append((task, run, [evaluate(spec, values).record("quick")]))
     page = robustness_markdown(runs)
+    assert "Checked: no per-unit value of one chapter seed appears among another's" in page
     pooled = pool_claim([Run(t.seed, run, recs) for t, run, recs in runs], "c")
     lo, hi = pooled["interval"]
     assert f"— 12 seeds, 3 chapter seeds" in page and f"[{format_value(lo)}, {format_value(hi)}]" in page
@@ -272,6 +273,9 @@ def test_robustness_page_pools_engine_records_over_chapter_seeds():
     book_run = (Task("quick", "intro", 0, "cpu"), runs[0][1], runs[0][2])
     other = (Task("full", "intro", 0, "cuda"), runs[0][1], runs[0][2])
     assert [t.seed for t, _, _ in with_book_runs(runs, [book_run, other])] == [0, 1, 2, 3]
+    # a unit run twice (seed 0 a copy of seed 1) is reported
+    shared = robustness_markdown(with_book_runs(runs, [book_run]))
+    assert "1 claim(s) share per-unit values across chapter seeds" in shared and "seeds 0 and 1" in shared
 
 
 def test_robustness_page_labels_smoke_runs_as_no_evidence():

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from curvnb.claims import COLOURS, KINDS, VERDICTS, format_value, record_verdict
-from curvnb.claims.pooling import Run, pool_claim, why_not_pooled
+from curvnb.claims.pooling import Run, pool_claim, shared_unit_values, why_not_pooled
 from curvnb.config import SMOKE_NOTE
 
 PAGE = "seed_robustness"   # book/seed_robustness.md in the staged book
@@ -156,6 +156,21 @@ def with_book_runs(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, A
     return sorted([*results, *extra], key=lambda item: (item[0].profile, item[0].chapter, item[0].seed))
 
 
+def _disjointness_note(runs: Sequence[Run]) -> str:
+    """Whether any per-unit value of one chapter seed appears among another's for the same claim
+    (:func:`curvnb.claims.pooling.shared_unit_values`): two chapter seeds that ran the same unit."""
+    if len(runs) < 2:
+        return "One chapter seed: no units to compare."
+    shared = shared_unit_values(runs)
+    if not shared:
+        return ("Checked: no per-unit value of one chapter seed appears among another's for the same claim "
+                "(constants of the configuration and 0/1 outcomes aside), as independent units should.")
+    items = "; ".join(f"{html.escape(s['claim'])} (seeds {s['seeds'][0]} and {s['seeds'][1]}: "
+                      f"{', '.join(format_value(v) for v in s['values'][:3])})" for s in shared[:5])
+    return (f'<b style="color:{_FAIL}">{len(shared)} claim(s) share per-unit values across chapter seeds</b> — '
+            f"their units may not be independent: {items}{' …' if len(shared) > 5 else ''}.")
+
+
 def pooled_verdicts(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]]
                     ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     """``(profile, chapter) -> {claim id: pooled record}`` for every claim whose units pool over
@@ -222,6 +237,7 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                       f"torch {', '.join(torches)}; profile {profile}."
                       + (f" The runs used {len(sources)} different versions of the curvnb sources."
                          if len(sources) > 1 else " All runs used the same curvnb sources.") + link, ""]
+            lines += [_disjointness_note([Run(seed, run, records) for seed, run, records in runs]), ""]
             by_claim: dict[str, dict[int, dict]] = defaultdict(dict)
             for seed, _, records in runs:
                 for r in records:
