@@ -8,6 +8,7 @@ reduced to the pages that exist, then runs Jupyter Book on it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -187,6 +188,20 @@ def _log_execution(chapter: str, profile: str, device: str, seed: int) -> None:
             f.write(line + "\n")
 
 
+def ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over Unix sockets where it can (POSIX), not TCP:
+    kernels started at once (a sweep's workers, the tests) otherwise pick their five ports by
+    binding and releasing them, and two can take the same one (``ZMQError: Address already in
+    use``; the kernel never answers and the chapter fails after 60 s)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if os.name == "posix" else "tcp", config=True)
+
+    return IPCKernelManager
+
+
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
                  seed: int = 0, progress: bool = True) -> dict[str, float]:
     """Execute chapters with papermill; returns seconds per chapter.
@@ -211,7 +226,8 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
         try:
             pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
                                 cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
-                                coalesce_streams=True)  # one output box per cell, not one per print
+                                coalesce_streams=True,  # one output box per cell, not one per print
+                                kernel_manager_class=ipc_kernel_manager())
             # A run that ends without its claims (a kernel that quit, a notebook without ch.report)
             # has not produced the chapter: it fails like a raising cell, and older outputs go stale.
             claims = build_dir() / "claims" / f"{chapter.id}.json"
