@@ -100,10 +100,12 @@ PROFILES = {
                    discrete_seeds=64, discrete_steps=8000, gen_points=300, gen_seeds=16,
                    mlp_steps=600, mlp_seeds=3, mlp_select_nets=3, mlp_width=128),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
-    "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, matrix_seeds=6, conditioned_seeds=2, drift_seeds=3,
-                    drift_scales=(0.3, 0.1), max_evaluations=3000, portrait_inits=((0.05, 0.2),), scalar_points=40,
+    # (coarser flows and short horizons: the ODE solves dominate its run time)
+    "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, horizon=1.0,
+                    matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=1000,
+                    portrait_inits=((0.05, 0.2),), scalar_horizon=20.0, scalar_points=40,
                     discrete_steps=40, discrete_seeds=4, record_every=5, gen_width=5, gen_seeds=3,
-                    gen_rules=(("GD", "full", 0.0, 400.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 30.0)),
+                    gen_rules=(("GD", "full", 0.0, 100.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 15.0)),
                     gen_points=40, mlp_width=16, mlp_steps=3,
                     mlp_lrs=(("GD", 0.0, (0.1,)), ("block α=½ (K-FAC)", 0.5, (0.1, 0.3)))),
 }
