@@ -107,6 +107,21 @@ def _shown_images(chapter) -> int:
                for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
 
 
+PLUMBING = re.compile(r": ready in \d|_build/|array\(|tensor\(|\{'\w+': ")
+
+
+def test_no_plumbing_in_the_html(built_book):
+    """Progress and cache lines (stderr), build paths and raw Python reprs never reach the reader."""
+    html_root = built_book.parent
+    pages = [html_root / "book" / f"{c.path.stem}.html" for c in chapters()]
+    pages += [html_root / "book" / f"{name}.html" for name in ("scorecard", "seed_robustness")]
+    for page in pages:
+        text = re.sub(r"<(script|style)\b.*?</\1>", "", page.read_text(), flags=re.S)   # what a reader sees
+        text = re.sub(r"<[^>]+>", "", text)
+        found = PLUMBING.findall(text)
+        assert not found, f"{page.name}: {found[:5]}"
+
+
 @pytest.mark.skipif(os.environ.get("CURVNB_SKIP_BROWSER") == "1", reason="CURVNB_SKIP_BROWSER=1")
 def test_rendered_book_in_headless_chromium(built_book, tmp_path):
     assert find_browser(), "chromium + chromedriver missing: run `make browser`"

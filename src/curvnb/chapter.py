@@ -109,7 +109,8 @@ class Chapter:
             return isinstance(entry, dict) and "value" in entry and entry.get("sources") == sources
 
         entry = self.cache.get_or_compute(digest, compute, valid=still_valid)
-        print(f"{key}: ready in {time.perf_counter() - start:.1f} s")
+        # progress, not a result: stderr, which the book's HTML leaves out (nb_output_stderr: remove)
+        print(f"{key}: ready in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         return entry["value"]
 
     def run(self, **kwargs: Any) -> Any:

@@ -197,7 +197,7 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
              "the chapters with other chapter seeds, each drawing its own independent units (networks, "
              "data orders, probes: no two chapter seeds share one), and checks the same claims — the "
              "book's restatements of the papers' statements, as on the [scorecard](scorecard.md). This page "
-             "is generated from every claims file of those runs (`_build/sweeps/<profile>/<chapter>/seed-<n>/`) "
+             "is generated from the claims of every run of the sweep "
              "and, as chapter seed 0, the book's own run where its profile matches. For each claim it gives "
              "the verdict of each chapter seed, with one dot per seed for its tested statistic (filled: "
              "reproduced; hollow: not; hover for the value); then the **pooled verdict**: the units of every "

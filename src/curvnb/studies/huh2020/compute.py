@@ -6,6 +6,7 @@ claims, figures, widgets), so that editing those reuses cached results.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -211,7 +212,8 @@ def run_matrix(config: Config, seed: int) -> dict:
         if alpha == 1.0:
             entry["closed_form_error"] = _closed_form_error(traj, weights0, targets, t, rule)
         out["rules"][label] = entry
-        print(f"  matrix: {label} done ({sum(bool(f) for f in traj.failed)} of {len(targets)} flows stopped)", flush=True)
+        print(f"  matrix: {label} done ({sum(bool(f) for f in traj.failed)} of {len(targets)} flows stopped)",
+              file=sys.stderr, flush=True)
 
     # Seeds drawn under the precondition (candidates in order, the first that meet it).
     kept: list[int] = []
@@ -278,7 +280,7 @@ def run_discrete(config: Config, *, device: torch.device, seed: int) -> dict:
         r["final_loss"] = r["loss"][:, -1]
         r["lr"] = lr
         runs[label] = r
-        print(f"  discrete steps: {label} done", flush=True)
+        print(f"  discrete steps: {label} done", file=sys.stderr, flush=True)
     return runs
 
 
@@ -309,7 +311,7 @@ def run_generalization(config: Config, seed: int) -> dict:
         best = np.nanargmin(test, axis=1)
         out[label] = {"t": t, "test": test, "train": train, "min_test": test[np.arange(len(test)), best],
                       "t_min": t[best]}
-        print(f"  generalization: {label} done", flush=True)
+        print(f"  generalization: {label} done", file=sys.stderr, flush=True)
     return out
 
 
@@ -360,7 +362,7 @@ def run_mlp(config: Config, *, device: torch.device, seed: int) -> dict:
                 for i in range(config.mlp_seeds)]
         out[label] = {"lr": best, "train_loss": np.mean([r[0] for r in runs], axis=0),
                       "test_accuracy": np.mean([r[1] for r in runs], axis=0), "grid": grid}
-        print(f"  MLP: {label} chose lr {best:g} from {list(lrs)} on selection nets", flush=True)
+        print(f"  MLP: {label} chose lr {best:g} from {list(lrs)} on selection nets", file=sys.stderr, flush=True)
     return out
 
 
@@ -376,5 +378,5 @@ def run(config: Config, *, device: torch.device, seed: int) -> dict:
                               ("mlp", lambda: run_mlp(config, device=device, seed=seed))):
             results[name] = compute()
             print(f"{name}: done at {time.perf_counter() - start:.0f} s ({time.process_time() - cpu:.0f} s CPU)",
-                  flush=True)
+                  file=sys.stderr, flush=True)
     return results
