@@ -34,6 +34,9 @@ PROFILE = "smoke"   # the profile of every chapter execution in the tests
 # The modules that execute chapters (or compute what their smoke runs read from the cache) share one
 # pytest-xdist worker, so each chapter is computed and executed once, in one place.
 BOOK_GROUP = pytest.mark.xdist_group("book")
+# A test in a BOOK_GROUP module that shares no chapter run (its own build folder, no cache): marked
+# with this too, it joins a group of its own ("book_free"), which the other worker can take.
+OUTSIDE_BOOK = pytest.mark.xdist_group("free")
 _executed: dict[str, list[dict]] = {}
 
 

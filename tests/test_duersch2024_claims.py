@@ -4,7 +4,7 @@ the methods, and the seed streams."""
 import numpy as np
 import pytest
 import torch
-from conftest import BOOK_GROUP, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, OUTSIDE_BOOK, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.claims import VERDICTS3
 from curvnb.studies import duersch2024 as study
@@ -99,6 +99,7 @@ def test_seed_batched_mlp_equals_separate_nets():
         assert torch.allclose(batched.weights[0].grad[s], net[0].weight.grad.T, atol=1e-6)
 
 
+@OUTSIDE_BOOK   # its own build folder: no chapter run to share
 def test_parallel_map_keeps_job_order_in_worker_processes():
     import dataclasses
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BOOK_GROUP, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, OUTSIDE_BOOK, assert_well_formed, checked_claims, smoke_chapter
 from curvnb.figures import CONTENT_WIDTH_IN, smallest_text_px
 from curvnb.studies import jastrzebski2020 as study
 
@@ -305,6 +305,7 @@ def test_smoke_run_claims(executed_chapter):
 
 
 @pytest.mark.slow
+@OUTSIDE_BOOK   # its own build folder: no chapter run to share
 def test_full_profile_code_path_with_batch_norm_and_resumable_checkpoints(tmp_path, monkeypatch):
     """The full profile's path (CIFAR-10 folder, SimpleCNN, BN sweep, checkpoints) at toy size."""
     monkeypatch.setenv("CURVNB_BUILD", str(tmp_path / "build"))
