@@ -122,6 +122,16 @@ def test_no_plumbing_in_the_html(built_book):
         assert not found, f"{page.name}: {found[:5]}"
 
 
+def test_every_study_chapter_says_what_it_ran(built_book):
+    """Each chapter but the introduction shows its "What we ran" section, generated from its config."""
+    for c in chapters():
+        if c.id == "intro":
+            continue
+        text = (built_book.parent / "book" / f"{c.path.stem}.html").read_text()
+        assert "What we ran" in text, c.id
+        assert "chapter seed" in text or "seeds" in text, c.id
+
+
 @pytest.mark.skipif(os.environ.get("CURVNB_SKIP_BROWSER") == "1", reason="CURVNB_SKIP_BROWSER=1")
 def test_rendered_book_in_headless_chromium(built_book, tmp_path):
     assert find_browser(), "chromium + chromedriver missing: run `make browser`"

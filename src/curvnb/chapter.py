@@ -150,6 +150,37 @@ class Chapter:
             display(figure_image(fig, png=png))
             plt.close(fig)
 
+    def what_we_ran(self, **chosen: Any) -> str:
+        """The chapter's "What we ran" section (HTML): every setting of this run's configuration, in
+        its order and in words (data, sizes, optimizers and rates, steps, batch sizes, seeds and
+        units), with the chapter seed, device and wall time so far; ``chosen``: what the run chose
+        itself (``learning_rate_GD=0.3``), listed first. Generated from state, never typed in."""
+        import html
+
+        def words(value: Any) -> str:
+            if isinstance(value, float):
+                return f"{value:g}"
+            if isinstance(value, (tuple, list)):
+                inner = [words(v) for v in value]
+                return ("; " if any(isinstance(v, (tuple, list)) for v in value) else ", ").join(inner) or "none"
+            if isinstance(value, dict):
+                return "; ".join(f"{k}: {words(v)}" for k, v in value.items()) or "none"
+            return "none" if value is None or value == "" else str(value)
+
+        rows = [(name.replace("_", " "), words(value)) for name, value in chosen.items()]
+        rows += [("profile", self.profile), ("chapter seed", str(self.seed)), ("device", str(self.device)),
+                 ("wall time so far", f"{time.perf_counter() - self._started:.0f} s")]
+        if dataclasses.is_dataclass(self.config):
+            rows += [(f.name.replace("_", " "), words(getattr(self.config, f.name)))
+                     for f in dataclasses.fields(self.config)]
+        cell = "vertical-align:top;padding:3px 6px;border-bottom:1px solid #ddd;text-align:left"
+        body = "".join(f'<tr><td style="{cell};width:38%">{html.escape(k)}</td><td style="{cell}">{html.escape(v)}</td></tr>'
+                       for k, v in rows)
+        return ('<details class="curvnb-what-we-ran" open><summary><b>What we ran</b>: the settings of this run '
+                f"({self.profile} profile), from its configuration</summary>"
+                '<table style="width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.9em;'
+                f'overflow-wrap:anywhere;word-break:normal"><tbody>{body}</tbody></table></details>')
+
     def run_metadata(self) -> dict[str, Any]:
         """What made this run: chapter, profile, seed, device, versions, source hash, date, wall time."""
         import torch
