@@ -171,13 +171,25 @@ def checked_claims(records: list[dict], all_ids, expected_to_hold=()) -> dict[st
     return claims
 
 
-def assert_well_formed(records: list[dict], chapter: str, kinds: dict[str, str] | None = None) -> None:
+def assert_well_formed(records: list[dict], chapter: str, kinds: dict[str, str] | None = None,
+                       specs=None) -> None:
     """The machinery of a chapter's smoke-run claims, whatever their verdicts: each record has its
     fields, the smoke profile, a known kind (``kinds[id]`` when given), a seed count, a boolean
-    verdict, an ordered interval where there is one, and finite numbers in its measurement."""
+    verdict, an ordered interval where there is one, and finite numbers in its measurement. With
+    ``specs`` (the study's ClaimSpecs): every record was decided by the engine from its spec, with
+    its kind and Changes anchor, and keeps one value per unit."""
     from curvnb.claims import CLAIM_KEYS, KINDS, VERDICT_VALUES
 
     assert records, f"{chapter}: no claims"
+    if specs is not None:
+        by_id = {s.id: s for s in specs}
+        kinds = {**(kinds or {}), **{s.id: s.kind for s in specs}}
+        for r in records:
+            spec = by_id[r["id"]]
+            assert r["rule"] == "engine" and r["changed"] == spec.changed, (chapter, r["id"])
+            values = r["values"]
+            kept = values.get("x") or values.get("a") or values.get("g0")
+            assert len(kept) == r["n_units"], (chapter, r["id"])
     for r in records:
         where = (chapter, r.get("id"))
         assert tuple(r)[:len(CLAIM_KEYS)] == CLAIM_KEYS, where

@@ -6,7 +6,6 @@ import pytest
 import torch
 from conftest import BOOK_GROUP, OUTSIDE_BOOK, assert_well_formed, checked_claims, smoke_chapter
 
-from curvnb.claims import VERDICTS3
 from curvnb.studies import duersch2024 as study
 
 pytestmark = BOOK_GROUP   # with the chapter's smoke run (conftest)
@@ -63,14 +62,10 @@ def test_seed_streams_separate_selection_from_test_and_chapter_seeds():
 @pytest.mark.slow
 def test_smoke_run_claims(executed_chapter):
     records = executed_chapter("duersch2024")
-    assert_well_formed(records, "duersch2024", kinds={s.id: s.kind for s in study.SPECS})
+    assert_well_formed(records, "duersch2024", specs=study.SPECS)
     claims = checked_claims(records, ALL, EXACT)
     for spec in study.SPECS:
-        r = claims[spec.id]
-        assert r["rule"] == "engine" and r["verdict"] in VERDICTS3
-        assert r["n_units"] == _units(TINY, spec) and r["changed"] == spec.changed
-        kept = r["values"].get("x") or r["values"].get("a")
-        assert len(kept) == r["n_units"]
+        assert claims[spec.id]["n_units"] == _units(TINY, spec), spec.id
     for spec in PAIRED:   # the direction found is the estimate's sign
         r = claims[spec.id]
         assert r["direction_found"] in ({"greater"} if r["estimate"] > 0 else {"less"} if r["estimate"] < 0 else {None})

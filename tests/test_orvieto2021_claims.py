@@ -118,15 +118,11 @@ def test_smoke_run_claims(executed_chapter):
     from curvnb.claims import read_claims_file
 
     records = executed_chapter("orvieto2021")
-    assert_well_formed(records, "orvieto2021", kinds={s.id: s.kind for s in study.SPECS})
+    assert_well_formed(records, "orvieto2021", specs=study.SPECS)
     claims = checked_claims(records, ALL, EXPECTED_TO_HOLD)
     n = study.units(study.PROFILES["smoke"])   # below what the claims ask: machinery, no evidence
     for spec in study.SPECS:
-        r = claims[spec.id]
-        assert r["rule"] == "engine" and r["verdict"] in VERDICTS3 and r["n_units"] <= n[spec.id], spec.id
-        assert r["changed"] == spec.changed
-        kept = r["values"].get("x") or r["values"].get("a") or r["values"].get("g0")
-        assert len(kept) == r["n_units"], spec.id
+        assert claims[spec.id]["n_units"] <= n[spec.id], spec.id
     run, _ = read_claims_file(book.build_dir() / "claims" / "orvieto2021.json")
     assert run["chapter"] == "orvieto2021" and run["profile"] == "smoke" and run["wall_time_s"] > 0
 
