@@ -120,6 +120,8 @@ def test_no_plumbing_in_the_html(built_book):
         text = re.sub(r"<[^>]+>", "", text)
         found = PLUMBING.findall(text)
         assert not found, f"{page.name}: {found[:5]}"
+    performance = (html_root / "book" / "performance.html").read_text()   # developers' targets stay out
+    assert "Curvature products" in performance and "Targets (met:" not in re.sub(r"<[^>]+>", "", performance)
 
 
 def test_every_study_chapter_says_what_it_ran(built_book):
