@@ -92,6 +92,8 @@ def move_each_control(driver) -> list[dict]:
     for view in driver.find_elements(By.CSS_SELECTOR, ".curvnb-static-slider"):
         img = view.find_element(By.TAG_NAME, "img")
         for control in view.find_elements(By.CSS_SELECTOR, "[data-axis]"):
+            if control.get_attribute("type") == "hidden":   # a value fixed in this view: shown as text
+                continue
             choices = (len(control.find_elements(By.TAG_NAME, "option")) if control.tag_name == "select"
                        else int(control.get_attribute("max")) + 1)
             if choices < 2:   # a control with one value has nothing to move to

@@ -130,6 +130,16 @@ def test_static_view_html_frames_and_reuse(tmp_path):
     plt.close("all")
 
 
+def test_a_control_with_one_value_in_the_static_view_is_text_not_a_control():
+    from curvnb.widgets import Axis, static_html
+
+    axes = [Axis("a", (0.0, 1.0), 0, True, 2), Axis("metric", ("accuracy",), 0, False, 2)]
+    block = static_html("v", "f", axes, ["0000.webp", "0001.webp"])
+    assert '<input type="hidden" data-axis="1" value="0"><span>accuracy</span>' in block
+    assert "<select" not in block and block.count('type="range"') == 1
+    assert "1 of the 2 values of metric" in block   # the note says what the static view leaves out
+
+
 def test_frame_grid_stops_when_sliders_cannot_shrink():
     """Sliders down to their ends and an interior default cannot shrink further: a clear error,
     not an endless loop."""

@@ -185,7 +185,10 @@ def static_html(view_id: str, frames_url: str, axes: Sequence[Axis], files: Sequ
     controls = []
     for k, a in enumerate(axes):
         label = f'<span style="min-width:7em;display:inline-block">{html.escape(a.name)}</span>'
-        if a.ordered:
+        if len(a.values) == 1:   # nothing to choose in this view: the value as text, no control
+            widget = (f'<input type="hidden" data-axis="{k}" value="0">'
+                      f'<span>{html.escape(_format(a.values[0]))}</span>')
+        elif a.ordered:
             widget = (f'<input type="range" data-axis="{k}" min="0" max="{len(a.values) - 1}" step="1" '
                       f'value="{a.default_index}" aria-label="{html.escape(a.name)}" '
                       f'aria-valuetext="{html.escape(_format(a.values[a.default_index]))}" style="width:14em">'
