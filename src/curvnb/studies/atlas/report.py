@@ -12,15 +12,20 @@ import numpy as np
 from curvnb.claims import (ClaimSpec, by_verdict, evaluate, format_estimate, format_interval, read_claims,
                            record_verdict, verdict, what_we_found)
 from curvnb.figures import panels
-from curvnb.studies.atlas.compute import Config, LENSES, PROFILES, REVERSIBLE, RUNS, STREAMS, TUNED, grid
+from curvnb.studies.atlas.compute import Config, LENSES, PROFILES, RUNS, STREAMS, TUNED, grid
 
 
 NAMES = {"sgd-small": "SGD (small lr)", "sgd-large": "SGD (large lr)", "sgd-mom": "SGD-momentum",
          "adam": "Adam", "adam-small": "Adam (lr ÷ 10)", "kfac-half": "K-FAC α=½", "kfac-1": "K-FAC α=1",
          "alice": "Alice", "gn": "exact GN (rev)", "rev-sgd": "SGD (rev)", "rev-adam": "Adam (rev)"}
-COLORS = {"sgd-small": "#56B4E9", "sgd-large": "#0072B2", "sgd-mom": "#009E73", "adam": "#E69F00",
-          "adam-small": "#F0E442", "kfac-half": "#CC79A7", "kfac-1": "#D55E00", "alice": "#000000",
-          "gn": "#D55E00", "rev-sgd": "#0072B2", "rev-adam": "#E69F00"}
+# Each run its own (colour, line style, marker): Okabe–Ito colours repeat across run families, so the
+# line style (dashed: reversible nets; dotted: the smaller rate) and the marker tell them apart too.
+STYLES = {"sgd-small": ("#56B4E9", ":", "o"), "sgd-large": ("#0072B2", "-", "s"), "sgd-mom": ("#009E73", "-", "^"),
+          "adam": ("#E69F00", "-", "D"), "adam-small": ("#E69F00", ":", "d"), "kfac-half": ("#CC79A7", ":", "v"),
+          "kfac-1": ("#CC79A7", "-", "P"), "alice": ("#000000", "-", "X"), "gn": ("#D55E00", "--", "*"),
+          "rev-sgd": ("#0072B2", "--", "h"), "rev-adam": ("#E69F00", "--", "p")}
+COLORS = {name: style[0] for name, style in STYLES.items()}
+PAIR_COLORS = ("#0072B2", "#D55E00")   # "Compare two runs": run A blue, run B vermillion, whatever the runs
 
 
 def at_budget(results: dict) -> dict[str, dict[str, list[float]]]:
@@ -263,15 +268,18 @@ def _median_curve(rs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(rs[0]["evals"][:n]), _shown(key, np.median(np.array([r[key][:n] for r in rs]), axis=0))
 
 
-def _plot_lens(ax, results: dict, key: str, names: Sequence[str]) -> None:
+def _plot_lens(ax, results: dict, key: str, names: Sequence[str], color: str | None = None) -> None:
     for name in names:
         x, y = _median_curve(results["runs"][name], key)
-        ax.plot(x, y, color=COLORS[name], ls="--" if name in REVERSIBLE else "-", label=NAMES[name])
+        c, ls, marker = STYLES[name]
+        ax.plot(x, y, color=color or c, ls=ls, marker=marker, ms=4, markevery=max(1, len(x) // 6), label=NAMES[name])
         if key == "lam_h" and name in ("sgd-small", "sgd-large"):
             ax.axhline(2 / results["rates"][name], color=COLORS[name], ls=":", lw=1.0)
     _header, label, log = LENSES[key]
     ax.set(xlabel="gradient evaluations", ylabel=label)
-    if log:
+    shown = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
+    shown = shown[np.isfinite(shown) & (shown > 0)]
+    if log and shown.size and shown.max() / shown.min() > 10:   # a log axis only where values span decades
         ax.set_yscale("log")
 
 
@@ -327,11 +335,11 @@ def draw_pair(results: dict, optimizer_a: str = "Adam", optimizer_b: str = "K-FA
             raise ValueError(f"unknown choice {value!r}: allowed values are {', '.join(map(repr, allowed))}")
     key = by_header[lens]
     fig, (ax,) = panels(1, row_height=2.8)
-    for label in dict.fromkeys((optimizer_a, optimizer_b)):
+    for label, color in zip(dict.fromkeys((optimizer_a, optimizer_b)), PAIR_COLORS):
         name = by_label[label]
         for r in results["runs"][name]:
-            ax.plot(r["evals"], _shown(key, r[key]), color=COLORS[name], alpha=0.3, lw=0.8)
-        _plot_lens(ax, results, key, [name])
+            ax.plot(r["evals"], _shown(key, r[key]), color=color, alpha=0.3, lw=0.8)
+        _plot_lens(ax, results, key, [name], color=color)
     ax.legend(loc="best")
     return fig
 
