@@ -80,6 +80,32 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
     """)
 
 
+PHONE_WIDTH = 390   # px: a phone's viewport
+
+
+def phone_report(driver, url: str) -> dict:
+    """At the phone width (set by the caller), load ``url`` and report how far the document scrolls
+    sideways (``overflow``, px) and the words of curvnb's tables (claims, scorecard, robustness,
+    "What we ran") wider than their cell, which a browser would break inside (``broken``)."""
+    driver.get(url)
+    return driver.execute_script("""
+        const out = {overflow: document.documentElement.scrollWidth - window.innerWidth, broken: []};
+        const ctx = document.createElement('canvas').getContext('2d');
+        const cells = document.querySelectorAll('table.curvnb-claims td, table.curvnb-scorecard td, '
+                                                + 'table.curvnb-robustness td, .curvnb-what-we-ran td');
+        for (const cell of cells) {
+          const st = getComputedStyle(cell);
+          ctx.font = st.fontWeight + ' ' + st.fontSize + ' ' + st.fontFamily;
+          const inner = cell.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+          for (const word of (cell.innerText || '').split(/\\s+/)) {
+            if (word && ctx.measureText(word).width > inner + 0.5) { out.broken.push(word); break; }
+          }
+        }
+        out.broken = out.broken.slice(0, 5);
+        return out;
+    """)
+
+
 def move_each_control(driver) -> list[dict]:
     """On the loaded page, move every control of every static slider view once — range inputs with
     the arrow keys (keyboard access), selects to another option — and report, after each move, the

@@ -11,7 +11,7 @@ import pytest
 from conftest import BOOK_GROUP, PROFILE, assert_well_formed, claims_by_id
 from curvnb.book import build_dir, chapters, executed_path
 from curvnb.claims import CLAIM_KEYS, FORMAT, KINDS, read_claims
-from browser import find_browser, headless_chromium, page_report
+from browser import PHONE_WIDTH, find_browser, headless_chromium, page_report, phone_report
 
 pytestmark = [pytest.mark.book, pytest.mark.slow, BOOK_GROUP]
 
@@ -164,6 +164,12 @@ def test_rendered_book_in_headless_chromium(built_book, tmp_path):
                 assert any(SMOKE_LABEL in text for text in report["admonitions"]), (name, report["admonitions"])
             # MathJax ships with the book (no CDN): formulas must be typeset offline.
             assert report["typeset"] > 0, f"{name}: MathJax typeset no formula"
+        # on a phone: nothing scrolls sideways, and no word breaks inside a cell of curvnb's tables
+        driver.set_window_size(PHONE_WIDTH, 844)
+        for name, (page, _) in {**pages, "seed_robustness": (html_root / "book" / "seed_robustness.html", None)}.items():
+            phone = phone_report(driver, page.as_uri())
+            assert phone["overflow"] <= 1, f"{name}: scrolls sideways by {phone['overflow']} px at {PHONE_WIDTH} px"
+            assert phone["broken"] == [], f"{name}: words broken inside a cell at {PHONE_WIDTH} px: {phone['broken']}"
 
 
 FRAME_BUDGET_BYTES = 8_000_000   # slider frames per chapter page

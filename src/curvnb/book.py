@@ -433,6 +433,8 @@ def stage_book() -> Path:
     for path in (root / "book").iterdir():
         if path.suffix != ".ipynb" and path.is_file():
             shutil.copy2(path, stage / "book" / path.name)
+    if (root / "book" / "_static").is_dir():   # the book's CSS: Jupyter Book adds _static/*.css beside _config.yml
+        shutil.copytree(root / "book" / "_static", stage / "_static")
     if (root / "benchmarks").is_dir():
         shutil.copytree(root / "benchmarks", stage / "benchmarks",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
