@@ -22,7 +22,15 @@ import math
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+
+def _distributions():
+    """scipy.stats, imported at first use: it costs ~1.3 s, and every chapter kernel imports this
+    module (through curvnb.claims) long before it decides a claim."""
+    from scipy import stats
+
+    return stats
+
 
 Interval = tuple[float, float]
 LEVEL = 0.95
@@ -50,8 +58,8 @@ def clopper_pearson(successes: int, trials: int, level: float = LEVEL) -> Interv
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
     alpha = 1.0 - level
-    lower = 0.0 if k == 0 else float(_scipy_stats.beta.ppf(alpha / 2, k, n - k + 1))
-    upper = 1.0 if k == n else float(_scipy_stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    lower = 0.0 if k == 0 else float(_distributions().beta.ppf(alpha / 2, k, n - k + 1))
+    upper = 1.0 if k == n else float(_distributions().beta.ppf(1 - alpha / 2, k + 1, n - k))
     return lower, upper
 
 
@@ -62,7 +70,7 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     _check_level(level)
     x = _finite(values, "a t interval", at_least=2)
     n = x.shape[-1]
-    half = _scipy_stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis=-1, ddof=1) / np.sqrt(n)
+    half = _distributions().t.ppf(0.5 + level / 2, n - 1) * x.std(axis=-1, ddof=1) / np.sqrt(n)
     mean = x.mean(axis=-1)
     if x.ndim == 1:
         return float(mean - half), float(mean + half)
@@ -78,7 +86,7 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL)
     with np.errstate(divide="ignore", invalid="ignore"):   # both groups constant: se = 0, any df
         df = (va + vb) ** 2 / (va ** 2 / (x.shape[-1] - 1) + vb ** 2 / (y.shape[-1] - 1))
     df = np.where(np.isfinite(df), df, x.shape[-1] + y.shape[-1] - 2)
-    half = _scipy_stats.t.ppf(0.5 + level / 2, df) * se
+    half = _distributions().t.ppf(0.5 + level / 2, df) * se
     diff = x.mean(axis=-1) - y.mean(axis=-1)
     if x.ndim == 1:
         return float(diff - half), float(diff + half)
@@ -93,8 +101,8 @@ def order_statistic_ranks(n: int, q: float = 0.5, level: float = LEVEL) -> tuple
         raise ValueError(f"need 0 < q < 1 and n >= 1, got q={q!r}, n={n!r}")
     tail = (1.0 - level) / 2
     k = np.arange(n + 1)
-    low_ok = _scipy_stats.binom.cdf(k[:-1], n, q) <= tail          # P(Bin <= i-1) for i = 1..n
-    high_ok = _scipy_stats.binom.sf(k[:-1], n, q) <= tail          # P(Bin >= j) for j = 1..n
+    low_ok = _distributions().binom.cdf(k[:-1], n, q) <= tail          # P(Bin <= i-1) for i = 1..n
+    high_ok = _distributions().binom.sf(k[:-1], n, q) <= tail          # P(Bin >= j) for j = 1..n
     if not low_ok.any() or not high_ok.any():
         return None
     return int(np.flatnonzero(low_ok)[-1]) + 1, int(np.flatnonzero(high_ok)[0]) + 1
