@@ -156,6 +156,17 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def assert_distinct_seeds(streams) -> None:
+    """A study's declared streams (``declare_streams``) give every (chapter seed, stream, index) its
+    own seed, at chapter seeds 0, 1 and the largest (the first 16 indices of each stream)."""
+    seeds: dict[int, list] = {}
+    for chapter_seed in (0, 1, 2**32 - 1):
+        for name, stream in streams.streams.items():
+            for i in range(min(stream.max_index, 16)):
+                seeds.setdefault(streams.seed(chapter_seed, name, i), []).append((chapter_seed, name, i))
+    assert all(len(v) == 1 for v in seeds.values()), [v for v in seeds.values() if len(v) > 1][:3]
+
+
 def claims_by_id(records: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in records}
 

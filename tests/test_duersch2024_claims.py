@@ -4,7 +4,7 @@ the methods, and the seed streams."""
 import numpy as np
 import pytest
 import torch
-from conftest import BOOK_GROUP, OUTSIDE_BOOK, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, OUTSIDE_BOOK, assert_distinct_seeds, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.studies import duersch2024 as study
 
@@ -46,12 +46,7 @@ def test_seed_streams_separate_selection_from_test_and_chapter_seeds():
     assert [roles[n] for n in study.ROLES["selection"]] == ["selection"] * 3
     assert [roles[n] for n in study.ROLES["test"]] == ["test"] * 3
     assert roles["validation"] == "selection"
-    seeds = {}
-    for chapter_seed in (0, 1, 2**32 - 1):
-        for name, stream in study.STREAMS.streams.items():
-            for i in range(min(stream.max_index, 16)):
-                seeds.setdefault(study.STREAMS.seed(chapter_seed, name, i), []).append((chapter_seed, name, i))
-    assert all(len(v) == 1 for v in seeds.values())
+    assert_distinct_seeds(study.STREAMS)
     # the derived seeds reach the weights: chapter seeds 0 and 1 give different nets (torch.manual_seed would not)
     a, b = (study.mlp(8, "relu", seed=study.STREAMS.seed(k, "init", 0)) for k in (0, 1))
     assert not torch.equal(a[0].weight, b[0].weight)

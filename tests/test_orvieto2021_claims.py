@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import BOOK_GROUP, assert_well_formed, checked_claims, smoke_chapter
+from conftest import BOOK_GROUP, assert_distinct_seeds, assert_well_formed, checked_claims, smoke_chapter
 
 from curvnb.claims import VERDICTS3
 from curvnb.studies import orvieto2021 as study
@@ -56,12 +56,7 @@ def test_specs_declare_each_rule_once():
 def test_seed_streams_separate_selection_from_test_and_chapter_seeds():
     roles = {name: study.STREAMS.role(name) for name in study.STREAMS.streams}
     assert {n for n, r in roles.items() if r == "selection"} == {"select-init", "select-reshuffle"}
-    seeds = {}
-    for chapter_seed in (0, 1, 2**32 - 1):
-        for name, stream in study.STREAMS.streams.items():
-            for i in range(min(stream.max_index, 16)):
-                seeds.setdefault(study.STREAMS.seed(chapter_seed, name, i), []).append((chapter_seed, name, i))
-    assert all(len(v) == 1 for v in seeds.values())
+    assert_distinct_seeds(study.STREAMS)
     # the derived seeds reach the weights: chapter seeds 0 and 1 give different nets (manual_seed would not)
     from curvnb.init_stats import seed_batched_mlp
     a, b = (seed_batched_mlp(4, 4, 3, 2, study.seed_ids(k, "mlp-init", 1)) for k in (0, 1))
