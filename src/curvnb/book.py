@@ -400,7 +400,7 @@ def sweep_and_book_results(titles: dict[str, str]) -> list:
 
 
 def stage_seed_robustness(stage: Path, titles: dict[str, str], pages: dict[str, str],
-                          results: list | None = None) -> None:
+                          results: list | None = None, pooled: dict | None = None) -> None:
     """Write the seed-robustness appendix page (``book/seed_robustness.md``, from every claims file
     under ``_build/sweeps/`` and the book's own runs) into the staged book, and link it from the
     staged scorecard."""
@@ -408,7 +408,7 @@ def stage_seed_robustness(stage: Path, titles: dict[str, str], pages: dict[str, 
 
     staged = {cid: page for cid, page in pages.items() if (stage / "book" / f"{page}.ipynb").exists()}
     results = sweep_and_book_results(titles) if results is None else results
-    (stage / "book" / f"{PAGE}.md").write_text(robustness_markdown(results, titles, staged))
+    (stage / "book" / f"{PAGE}.md").write_text(robustness_markdown(results, titles, staged, pooled))
     scorecard = stage / "book" / "scorecard.md"
     if scorecard.exists():   # after its opening paragraph
         parts = scorecard.read_text().split("\n\n")
@@ -461,9 +461,9 @@ def stage_book() -> Path:
     from curvnb.robustness import pooled_verdicts
 
     results = sweep_and_book_results(titles)
-    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes,
-                                                                    pooled_verdicts(results)))
-    stage_seed_robustness(stage, titles, pages, results)
+    pooled = pooled_verdicts(results)   # one pooled decision per claim, for the scorecard and the page
+    (stage / "book" / "scorecard.md").write_text(scorecard_markdown(build / "claims", titles, pages, notes, pooled))
+    stage_seed_robustness(stage, titles, pages, results, pooled)
     toc = yaml.safe_load((root / "_toc.yml").read_text())
 
     def exists(stem: str) -> bool:

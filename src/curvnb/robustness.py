@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from curvnb.claims import COLOURS, KINDS, VERDICTS, format_value, record_verdict
+from curvnb.claims import COLOURS, KINDS, format_value, record_verdict, verdict
 from curvnb.claims.pooling import Run, pool_claim, shared_unit_values, why_not_pooled
 from curvnb.config import SMOKE_NOTE
 
@@ -71,11 +71,6 @@ def dot_plot_svg(values: Sequence[float], passed: Sequence[bool], seeds: Sequenc
             f'<br><span style="color:#555;font-size:0.85em">{label}</span>')
 
 
-def _word(record: dict[str, Any], verdict: str) -> str:
-    return VERDICTS.get(record.get("kind", "paper"), VERDICTS["paper"])[("reproduced", "not reproduced",
-                                                                          "inconclusive").index(verdict)]
-
-
 def narrowing_svg(steps: Sequence[dict[str, Any]], threshold: float, delta: float | None,
                   width: int = 150, height: int = 64) -> str:
     """The pooled 95 % interval after 1, 2, … chapter seeds (one bar each, coloured by its verdict)
@@ -115,7 +110,7 @@ def _per_seed_cell(records_by_seed: dict[int, dict[str, Any]]) -> str:
     for s in seeds:
         r = records_by_seed[s]
         v = record_verdict(r)
-        lines.append(f'seed {s}: <b style="color:{COLOURS[v]}">{html.escape(_word(r, v))}</b>')
+        lines.append(f'seed {s}: <b style="color:{COLOURS[v]}">{html.escape(verdict(r))}</b>')
     stats = [tested_statistic(records_by_seed[s]) for s in seeds]
     named = [(s, st) for s, st in zip(seeds, stats) if st is not None]
     cell = "<br>".join(lines)
@@ -126,17 +121,15 @@ def _per_seed_cell(records_by_seed: dict[int, dict[str, Any]]) -> str:
     return cell
 
 
-def _pooled_cells(runs: Sequence[Run], claim_id: str) -> tuple[str, str]:
-    """The pooled verdict with its units and interval (or why the units are not pooled), and the
-    narrowing plot."""
-    reason = why_not_pooled(runs, claim_id)
-    if reason is not None:
-        return f'<span style="color:#555">not pooled: {html.escape(reason)}</span>', ""
-    pooled = pool_claim(runs, claim_id)
+def _pooled_cells(runs: Sequence[Run], claim_id: str, pooled: dict[str, Any] | None) -> tuple[str, str]:
+    """The pooled verdict with its units and interval (``pooled``, from :func:`pooled_verdicts`), or
+    why the units are not pooled; and the narrowing plot."""
+    if pooled is None:
+        return f'<span style="color:#555">not pooled: {html.escape(why_not_pooled(runs, claim_id))}</span>', ""
     v, info = pooled["verdict"], pooled["pooled"]
     interval = pooled["interval"]
     unit = pooled.get("unit", "unit")
-    text = (f'<b style="color:{COLOURS[v]}">{html.escape(_word(pooled, v))}</b> — {pooled["n_units"]} {unit}s, '
+    text = (f'<b style="color:{COLOURS[v]}">{html.escape(verdict(pooled))}</b> — {pooled["n_units"]} {unit}s, '
             f'{len(info["chapter_seeds"])} chapter seeds<br><span style="color:#555">estimate '
             f'{format_value(pooled["estimate"])}'
             + (f", 95 % interval [{format_value(interval[0])}, {format_value(interval[1])}]" if interval else
@@ -187,11 +180,14 @@ def pooled_verdicts(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, 
 
 def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]],
                         chapter_titles: dict[str, str] | None = None,
-                        chapter_pages: dict[str, str] | None = None) -> str:
+                        chapter_pages: dict[str, str] | None = None,
+                        pooled: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None) -> str:
     """The page, from :func:`curvnb.sweep.sweep_results` (``(task, run, records)`` per stored run).
 
-    ``chapter_titles`` gives the book's order and titles; ``chapter_pages`` the page names to link."""
+    ``chapter_titles`` gives the book's order and titles; ``chapter_pages`` the page names to link;
+    ``pooled``: :func:`pooled_verdicts` of ``results`` when the caller has it (computed otherwise)."""
     titles, pages = chapter_titles or {}, chapter_pages or {}
+    pooled = pooled_verdicts(results) if pooled is None else pooled
     lines = [f"# {TITLE}", "",
              "Each chapter of the book shows one run (chapter seed 0 unless stated). `curvnb sweep` reruns "
              "the chapters with other chapter seeds, each drawing its own independent units (networks, "
@@ -254,7 +250,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                 source = (f'<br><span style="color:#555;font-size:0.9em">Source: {html.escape(first["source"])}</span>'
                           if first.get("source") else "")
                 claim = f"<b>{html.escape(str(cid))}</b>{kind}: {html.escape(str(first['statement']))}{source}"
-                cells = (claim, _per_seed_cell(per_seed), *_pooled_cells(pool_runs, cid))
+                cells = (claim, _per_seed_cell(per_seed),
+                         *_pooled_cells(pool_runs, cid, pooled.get((profile, chapter), {}).get(cid)))
                 rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
             head = "".join(f'<th style="{_CELL};width:{w}">{h}</th>' for h, w in _COLUMNS)
             lines += [f'<table class="curvnb-robustness" style="{_TABLE}"><thead><tr>{head}</tr></thead>'

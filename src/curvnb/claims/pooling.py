@@ -89,12 +89,11 @@ def pool_claim(runs: Sequence[Run], claim_id: str) -> dict[str, Any]:
         data = [np.concatenate([np.asarray(rec["values"][k], dtype=float) for rec in records[:upto]]) for k in keys]
         return evaluate(spec, *data, seed=seed)
 
-    narrowing = []
-    for k in range(1, len(runs) + 1):
-        res = decide(k)
-        narrowing.append({"chapter_seeds": k, "n_units": res.n_units, "estimate": res.estimate,
-                          "interval": None if res.interval is None else list(res.interval), "verdict": res.verdict})
-    pooled = decide(len(runs)).record(runs[0].meta.get("profile", records[0].get("profile", "")))
+    results = [decide(k) for k in range(1, len(runs) + 1)]   # the last one is the pooled decision
+    narrowing = [{"chapter_seeds": k, "n_units": res.n_units, "estimate": res.estimate,
+                  "interval": None if res.interval is None else list(res.interval), "verdict": res.verdict}
+                 for k, res in enumerate(results, start=1)]
+    pooled = results[-1].record(runs[0].meta.get("profile", records[0].get("profile", "")))
     pooled["pooled"] = {"chapter_seeds": [r.seed for r in runs],
                         "units_per_seed": [int(rec["n_units"]) for rec in records],
                         "verdicts_per_seed": [rec["verdict"] for rec in records],

@@ -180,10 +180,9 @@ def pooled_line(pooled: dict[str, Any]) -> str:
     """"pooled over a sweep: reproduced — 15 seeds, 5 chapter seeds", linked to the robustness page."""
     v, n, k = record_verdict(pooled), pooled["n_units"], len(pooled["pooled"]["chapter_seeds"])
     unit = pooled.get("unit") or "unit"
-    words = VERDICTS.get(pooled.get("kind", "paper"), VERDICTS["paper"])
-    word = words[("reproduced", "not reproduced", "inconclusive").index(v)]
     return (f'<span {_MUTED}><a href="seed_robustness.html">pooled over a sweep</a>: '
-            f'<b style="color:{COLOURS[v]}">{html.escape(word)}</b> — {n} {html.escape(unit)}s, {k} chapter seeds</span>')
+            f'<b style="color:{COLOURS[v]}">{html.escape(verdict(pooled))}</b> — {n} {html.escape(unit)}s, '
+            f'{k} chapter seeds</span>')
 
 
 def scorecard_rows_html(records: Iterable[dict[str, Any]], page: str | None = None,
