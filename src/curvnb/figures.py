@@ -63,13 +63,23 @@ def panels(n: int, ncols: int | None = None, row_height: float = 2.6, **subplot_
     return fig, axes[:n]
 
 
+def _saved_box(fig):
+    """``(bbox_inches, width_in)`` for saving ``fig`` as ``savefig`` would with the current settings,
+    after one draw without rendering (which runs the figure's layout engine): with ``savefig.bbox = "tight"`` the
+    padded tight box in inches, else ``None`` (the whole figure)."""
+    fig.draw_without_rendering()   # layout and text extents, no pixels
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    if matplotlib.rcParams["savefig.bbox"] != "tight":
+        return None, float(fig.get_size_inches()[0])
+    if not isinstance(pad, (int, float)):   # "layout": savefig's own rule, measured on its output
+        return "tight", float(fig.get_tightbbox().width)
+    box = fig.get_tightbbox().padded(float(pad))
+    return box, float(box.width)
+
+
 def shown_width_in(fig) -> float:
     """Width in inches of the image ``savefig`` writes (``bbox="tight"`` crops or grows the figure)."""
-    if matplotlib.rcParams["savefig.bbox"] != "tight":
-        return float(fig.get_size_inches()[0])
-    fig.canvas.draw()
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer())
-    return float(bbox.width) + 2 * float(matplotlib.rcParams["savefig.pad_inches"])
+    return _saved_box(fig)[1]
 
 
 def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX, *, width_in: float | None = None) -> float:
@@ -117,20 +127,31 @@ def save_figure(fig, folder: Path, name: str) -> bytes:
     """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``, with ``<name>.json`` recording its shown
     width and smallest text size in px (:func:`smallest_text_px`). Returns the PNG's bytes (what
     :func:`figure_image` shows): rendered once, in memory, then written, so a caller never reads
-    back a file that another process may be rewriting."""
+    back a file that another process may be rewriting.
+
+    The figure is laid out and measured once: both files are cropped to that one padded tight box
+    and drawn with the layout engine paused (``savefig`` with ``bbox_inches="tight"`` would lay out
+    and draw every format twice; drawing is most of a chapter's figure time)."""
     import io
 
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem, got {name!r}")
     folder.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    png = buffer.getvalue()
+    box, width_in = _saved_box(fig)
+    engine = fig.get_layout_engine()
+    if engine is not None and not isinstance(box, str):
+        fig.set_layout_engine("none")   # laid out by the draw above; savefig would run it again
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches=box)
+        png = buffer.getvalue()
+        fig.savefig(folder / f"{name}.pdf", bbox_inches=box)
+    finally:
+        if engine is not None and not isinstance(box, str):
+            fig.set_layout_engine(engine)
     (folder / f"{name}.png").write_bytes(png)
-    fig.savefig(folder / f"{name}.pdf")
     # What the book's legibility test reads: the smallest text as the reader sees it (the figure is
-    # drawn by now: its width is measured once and the text sizes are read without another draw).
-    width_in = shown_width_in(fig)
+    # drawn by now: the text sizes are read without another draw).
     (folder / f"{name}.json").write_text(json.dumps({
         "width_in": round(width_in, 3), "smallest_text_px": round(smallest_text_px(fig, width_in=width_in), 2)}))
     return png

@@ -215,6 +215,7 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
     return that folder's artifacts. Raises :class:`TaskFailed` when the chapter raises."""
     from curvnb import book
     from curvnb.paths import find_project_root
+    from curvnb.widgets import STATIC_VIEWS_ENV
 
     task = payload.task
     start, cpu_start = time.perf_counter(), _cpu_seconds()
@@ -226,7 +227,8 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
         for rel, data in payload.cache.items():
             (build / rel).parent.mkdir(parents=True, exist_ok=True)
             (build / rel).write_bytes(data)
-        env = {"CURVNB_ROOT": str(root), "CURVNB_BUILD": str(build)}
+        # No static-view frames: only the book's own run is published, a sweep keeps its claims
+        env = {"CURVNB_ROOT": str(root), "CURVNB_BUILD": str(build), STATIC_VIEWS_ENV: "0"}
         # Full profiles read data sets from this machine's checkout (or $CURVNB_DATA): keep that.
         local_root = find_project_root()
         if not os.environ.get("CURVNB_DATA") and local_root is not None and (local_root / "data").is_dir():

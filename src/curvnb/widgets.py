@@ -23,6 +23,7 @@ import io
 import itertools
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ FRAME_FORMAT = "webp"
 FRAME_DPI = 150          # crisp at the book's content width, ~20 KB a frame
 FRAME_QUALITY = 80
 FRAMES_URL = "../frames"  # from a chapter page (book/NN_<id>.html) to the site's frames folder
+STATIC_VIEWS_ENV = "CURVNB_STATIC_VIEWS"  # "0": draw no static-view frames (sweep tasks)
 LIVE_ONLY = {"curvnb": "live-only"}   # output metadata: shown in a live notebook, dropped from the book
 
 
@@ -340,7 +342,9 @@ class SliderFigure:
         from curvnb.chapter import Chapter
 
         chapter = Chapter.current
-        if chapter is not None:  # executed as a chapter: precompute the static view for the book
+        # executed as a chapter: precompute the static view for the book (a sweep's task, whose
+        # run is not published, sets STATIC_VIEWS_ENV=0 and skips the frames)
+        if chapter is not None and os.environ.get(STATIC_VIEWS_ENV, "1") != "0":
             name = chapter.next_view_name(_view_name(self.draw))
             bundle["text/html"] = self.static_view(
                 chapter.figure_dir / "frames" / name, f"{FRAMES_URL}/{chapter.name}/{name}",

@@ -101,13 +101,14 @@ PROFILES = {
                    discrete_seeds=64, discrete_steps=8000, gen_points=300, gen_seeds=16,
                    mlp_steps=600, mlp_seeds=3, mlp_select_nets=3, mlp_width=128),
     # tiny: every code path in seconds (tests); its verdicts are no evidence
-    # (coarser flows and short horizons: the ODE solves dominate its run time)
-    "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, horizon=1.0,
-                    matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=1000,
-                    portrait_inits=((0.05, 0.2),), scalar_horizon=20.0, scalar_points=40,
+    # (coarse flows, few output times, short horizons: the ODE solves dominate its run time, and the
+    # integrator lands a step on every output time, so each output point costs at least one step)
+    "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, horizon=1.0, matrix_points=7,
+                    matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=400,
+                    portrait_inits=((0.05, 0.2),), scalar_horizon=20.0, scalar_points=12,
                     discrete_steps=40, discrete_seeds=4, record_every=5, gen_width=5, gen_seeds=3,
                     gen_rules=(("GD", "full", 0.0, 100.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 15.0)),
-                    gen_points=40, mlp_width=16, mlp_steps=3,
+                    gen_points=12, mlp_width=16, mlp_steps=3,
                     mlp_lrs=(("GD", 0.0, (0.1,)), ("block α=½ (K-FAC)", 0.5, (0.1, 0.3)))),
 }
 
@@ -148,7 +149,7 @@ def crossing_time(times: np.ndarray, values: np.ndarray, level: float) -> float:
 def run_modes(config: Config) -> dict:
     """Claims 1, 5 and 5b: integrated matrix flows of 1 × 1 layers vs the single-mode closed forms."""
     s_values = np.asarray(config.saxe_singular_values, dtype=float)
-    t = np.stack([np.linspace(0.0, 12.0 / s, 241) for s in s_values])
+    t = np.stack([np.linspace(0.0, 12.0 / s, config.mode_points) for s in s_values])
     start = _stack([balanced_weights(_one(config.mode_w0), 2)] * len(s_values))
     targets = torch.stack([_one(s) for s in s_values])
     simulated = integrate(start, targets, t, "full", 0.0, **_tolerances(config)).maps()[:, :, 0, 0]
