@@ -167,6 +167,15 @@ def assert_distinct_seeds(streams) -> None:
     assert all(len(v) == 1 for v in seeds.values()), [v for v in seeds.values() if len(v) > 1][:3]
 
 
+def saved_figures(name: str) -> dict[str, dict]:
+    """Chapter ``name``'s figures as its smoke execution saved them: file stem -> the facts
+    ``curvnb.figures.figure_facts`` recorded (widths, smallest text in px, unlabelled axes). The
+    figures are read, not drawn again: the chapter's execution is what the tests check."""
+    execute_chapter(name)
+    folder = book.build_dir() / "figures" / name
+    return {meta.stem: json.loads(meta.read_text()) for meta in sorted(folder.glob("*.json"))}
+
+
 def claims_by_id(records: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in records}
 

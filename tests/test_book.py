@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BOOK_GROUP, PROFILE, assert_well_formed, claims_by_id
+from conftest import BOOK_GROUP, PROFILE, assert_well_formed, claims_by_id, saved_figures
 from curvnb.book import build_dir, chapters, executed_path
 from curvnb.claims import CLAIM_KEYS, FORMAT, KINDS, read_claims
+from curvnb.figures import CONTENT_WIDTH_IN
 from browser import PHONE_WIDTH, find_browser, headless_chromium, page_report, phone_report
 
 pytestmark = [pytest.mark.book, pytest.mark.slow, BOOK_GROUP]
@@ -74,17 +75,21 @@ FONT_FLOOR_PX = 9.0
 SMOKE_LABEL = "Smoke profile: a test run, not evidence."
 
 
-def test_figures_legible_at_the_book_width(built_book):
-    """Every saved figure's and slider frame's smallest text, as shown at the book's ~680 px content
-    width, is >= 9 px."""
-    smallest = {}
+def test_figures_legible_labelled_and_at_the_book_width(built_book):
+    """Every saved figure is drawn at most the book's content width wide, has an x and a y label,
+    and its smallest text, as shown at the book's ~680 px content width, is >= 9 px, like every
+    slider frame's (read from what the chapters' executions recorded, not drawn again)."""
+    smallest, wide, unlabelled = {}, {}, []
     for chapter in chapters():
-        for meta in sorted((build_dir() / "figures" / chapter.id).glob("*.json")):
-            size = json.loads(meta.read_text())["smallest_text_px"]
-            smallest[f"{chapter.id}/{meta.stem}"] = size
+        for name, facts in saved_figures(chapter.id).items():
+            smallest[f"{chapter.id}/{name}"] = facts["smallest_text_px"]
+            if facts["figure_width_in"] > CONTENT_WIDTH_IN + 1e-9:
+                wide[f"{chapter.id}/{name}"] = facts["figure_width_in"]
+            if facts["axes_without_xlabel"] == facts["axes"] or facts["axes_without_ylabel"] == facts["axes"]:
+                unlabelled.append(f"{chapter.id}/{name}")
         for view, manifest in _frame_manifests(chapter).items():   # slider frames, smallest over a view
             smallest[f"{chapter.id}/frames/{view}"] = manifest["smallest_text_px"]
-    assert smallest
+    assert smallest and not wide and not unlabelled, (wide, unlabelled)
     too_small = {k: v for k, v in smallest.items() if v < FONT_FLOOR_PX}
     assert not too_small, f"text below {FONT_FLOOR_PX} px at the book's width: {too_small}"
 

@@ -92,21 +92,6 @@ def test_claim_statistics_on_known_inputs():
     assert _drop_of_medians(*groups) == pytest.approx(-1.0 - (-2.1))
 
 
-def test_figures_fit_the_book(tiny_results):
-    import matplotlib.pyplot as plt
-
-    from curvnb.figures import CONTENT_WIDTH_IN, apply_style, smallest_text_px
-    from curvnb.studies import orvieto2021 as study
-
-    apply_style()
-    cfg, res = tiny_results
-    for fig in (study.figure_chain(res), study.figure_gradients(res, cfg), study.figure_collapse(res, cfg),
-                study.figure_hessian(res, cfg), study.figure_escape(res, cfg), study.figure_architecture(res, cfg)):
-        assert fig.get_size_inches()[0] <= CONTENT_WIDTH_IN + 1e-9
-        assert smallest_text_px(fig) >= 9
-        plt.close(fig)
-
-
 @pytest.mark.slow
 def test_smoke_run_claims(executed_chapter):
     from curvnb import book

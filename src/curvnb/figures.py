@@ -123,9 +123,20 @@ def figure_image(fig, png: bytes | None = None):
     return Image(data=png, format="png", width=max(1, round(width_px * scale)))
 
 
+def figure_facts(fig, width_in: float) -> dict:
+    """What the book's tests read of a saved figure (drawn already, shown ``width_in`` inches wide):
+    its shown and drawn widths, its smallest text in px at the book's width, and how many of its
+    axes lack an x or a y label (colorbars and axes switched off are not counted)."""
+    axes = [ax for ax in fig.axes if ax.axison and not hasattr(ax, "_colorbar")]
+    return {"width_in": round(width_in, 3), "figure_width_in": round(float(fig.get_size_inches()[0]), 3),
+            "smallest_text_px": round(smallest_text_px(fig, width_in=width_in), 2), "axes": len(axes),
+            "axes_without_xlabel": sum(not ax.get_xlabel() for ax in axes),
+            "axes_without_ylabel": sum(not ax.get_ylabel() for ax in axes)}
+
+
 def save_figure(fig, folder: Path, name: str) -> bytes:
     """Save ``fig`` as ``<folder>/<name>.png`` and ``.pdf``, with ``<name>.json`` recording its shown
-    width and smallest text size in px (:func:`smallest_text_px`). Returns the PNG's bytes (what
+    width, smallest text size in px and unlabelled axes (:func:`figure_facts`). Returns the PNG's bytes (what
     :func:`figure_image` shows): rendered once, in memory, then written, so a caller never reads
     back a file that another process may be rewriting.
 
@@ -152,6 +163,5 @@ def save_figure(fig, folder: Path, name: str) -> bytes:
     (folder / f"{name}.png").write_bytes(png)
     # What the book's legibility test reads: the smallest text as the reader sees it (the figure is
     # drawn by now: the text sizes are read without another draw).
-    (folder / f"{name}.json").write_text(json.dumps({
-        "width_in": round(width_in, 3), "smallest_text_px": round(smallest_text_px(fig, width_in=width_in), 2)}))
+    (folder / f"{name}.json").write_text(json.dumps(figure_facts(fig, width_in)))
     return png

@@ -104,7 +104,7 @@ PROFILES = {
     # (coarse flows, few output times, short horizons: the ODE solves dominate its run time, and the
     # integrator lands a step on every output time, so each output point costs at least one step)
     "smoke": Config(min_rtol=1e-6, saxe_singular_values=(1.0,), mode_points=61, horizon=1.0, matrix_points=7,
-                    matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=400,
+                    matrix_seeds=6, conditioned_seeds=2, drift_seeds=3, drift_scales=(0.3, 0.1), max_evaluations=800,
                     portrait_inits=((0.05, 0.2),), scalar_horizon=20.0, scalar_points=12,
                     discrete_steps=40, discrete_seeds=4, record_every=5, gen_width=5, gen_seeds=3,
                     gen_rules=(("GD", "full", 0.0, 100.0), ("NGD", "full", 1.0, 6.0), ("block α=½", "block", 0.5, 15.0)),
