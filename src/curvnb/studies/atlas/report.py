@@ -320,6 +320,7 @@ def figure_heatmap(results: dict):
     ax.set_xticks(range(len(keys)), [TICKS.get(k, LENSES[k][0] if k in LENSES else "grad. evals") for k in keys],
                   rotation=30, ha="right")
     ax.set_yticks(range(len(RUNS)), [NAMES[n] for n in RUNS])
+    ax.set(xlabel="lens", ylabel="run")
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="column-normalised value (0 = lowest run)")
     ax.set_title("lenses at matched training loss (median over seeds)")
