@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from curvnb.claims import ClaimSpec, evaluate
-from curvnb.claims.pooling import STREAMS, Run, pool_claim, pool_runs, shared_unit_values, why_not_pooled
+from curvnb.claims.pooling import (LEFT_OUT, STREAMS, Run, _groups, exchangeable, pool_claim, pool_runs, shared_unit_values,
+                                   why_not_pooled)
 
 MEDIAN = ClaimSpec(id="m", statement="the median exceeds 1", statistic="median", direction="greater", threshold=1.0)
 PAIRED = ClaimSpec(id="p", statement="a beats b", statistic="difference_of_medians_paired", direction="greater",
@@ -46,9 +47,15 @@ def test_pooled_decision_is_the_engines_on_the_concatenated_units():
 
 def test_units_that_are_not_exchangeable_are_refused():
     runs = _runs()
-    other = Run(4, {**META, "config": {"n": 5}}, runs[0].records)
-    with pytest.raises(ValueError, match="configuration"):
-        pool_claim(runs + [other], "m")
+    other = Run(0, {**META, "config": {"n": 5}}, runs[0].records)   # e.g. the book's run, older code
+    pooled = pool_claim(runs + [other], "m")   # pooled without it, and it is named
+    assert pooled == {**pool_claim(runs, "m"), "pooled": {**pool_claim(runs, "m")["pooled"], "left_out": [[0, LEFT_OUT]]}}
+    assert exchangeable(runs + [other]) == (runs, [other])
+    lone = [Run(s, {**META, "units_sha256": str(s)}, runs[0].records) for s in (1, 2)]
+    assert "fewer than two chapter seeds" in why_not_pooled(lone, "m")
+    # a report-code edit (prose, figures) leaves the units code alone: still exchangeable
+    same_units = [Run(r.seed, {**META, "sources_sha256": str(r.seed), "units_sha256": "u"}, r.records) for r in runs]
+    assert pool_claim(same_units, "m")["interval"] == pool_claim(runs, "m")["interval"]
     with pytest.raises(ValueError, match="deterministic"):
         pool_claim(runs, "e")
     changed = ClaimSpec(id="m", statement="the median exceeds 1", statistic="median", direction="greater", threshold=2.0)
@@ -71,3 +78,24 @@ def test_shared_unit_values_are_found_and_constants_are_not():
     assert found == [{"claim": "m", "group": "x", "seeds": (1, 9), "values": [x[0]]}]
     constant = [Run(s, dict(META), [evaluate(MEDIAN, [2.0] * 6).record("quick")]) for s in (1, 2)]
     assert shared_unit_values(constant) == []
+
+
+def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_code_is_unchanged():
+    """A custom statistic's function is code, not record: the study's declared spec re-decides the
+    pooled units when the runs' units code is this checkout's, and the claim is refused otherwise."""
+    from curvnb.chapter import units_sources_sha256
+    from curvnb.studies import orvieto2021 as study
+
+    spec = next(s for s in study.SPECS if s.id == "rescaling-adam")
+    rng = np.random.default_rng(1)   # fixed synthetic hitting steps at three loss scales: arithmetic, not luck
+    data = [[100 + rng.integers(0, 20, size=5).astype(float) for _ in range(3)] for _ in range(3)]
+    meta = {**META, "chapter": "orvieto2021", "units_sha256": units_sources_sha256(study)}
+    runs = [Run(s, meta, [evaluate(spec, *groups, seed=s).record("quick")]) for s, groups in enumerate(data, 1)]
+    pooled = pool_claim(runs, spec.id)
+    values = [r.record(spec.id)["values"] for r in runs]
+    keys = _groups(values[0])
+    want = evaluate(spec, *(np.concatenate([np.asarray(v[k]) for v in values]) for k in keys),
+                    seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
+    assert len(keys) == 3 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
+    old = [Run(r.seed, {**meta, "units_sha256": "older code"}, r.records) for r in runs]
+    assert "custom statistic whose code changed" in why_not_pooled(old, spec.id)

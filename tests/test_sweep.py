@@ -241,7 +241,7 @@ def test_robustness_page_gives_each_seeds_verdict_and_the_spread():
     assert "Source: Sec. 1" in page
     for seed, word in ((0, "reproduced"), (1, "reproduced"), (2, "not reproduced")):
         assert f'seed {seed}: <b style="color:{COLOURS[word]}">{word}</b>' in page
-    assert "3 seed(s): 0, 1, 2; device(s): cpu" in page and "same curvnb sources" in page
+    assert "3 seed(s): 0, 1, 2; device(s): cpu" in page and "same units code" in page
     assert page.count("<circle") == 3 and "log scale" in page
     assert "not pooled: a pre-engine record keeps no units" in page   # fake_output's records are format 2
     empty = robustness_markdown([])
@@ -275,6 +275,16 @@ def test_robustness_page_pools_engine_records_over_chapter_seeds():
     # a unit run twice (seed 0 a copy of seed 1) is reported
     shared = robustness_markdown(with_book_runs(runs, [book_run]))
     assert "1 claim(s) share per-unit values across chapter seeds" in shared and "seeds 0 and 1" in shared
+    # the book's run made with other units code is shown, left out of the pool, and named
+    older = (Task("quick", "intro", 0, "cpu"), {**runs[0][1], "seed": 0, "units_sha256": "older"}, runs[0][2])
+    page = robustness_markdown(with_book_runs(runs, [older]))
+    assert "seed 0: <b" in page and "— 12 seeds, 3 chapter seeds" in page
+    assert "seed 0 left out: another profile, configuration or units code" in page
+    # units at a rate each seed chose on its own selection seeds: the row says what each chose
+    picked = {s: evaluate(spec, [1.0] * 6, detail={"rate of GD (selected)": 0.1 * s}).record("quick") for s in (1, 2)}
+    note = robustness.selection_note(picked)
+    assert "seed 1: rate of GD: 0.1" in note and "seed 2: rate of GD: 0.2" in note and "pooled as they are" in note
+    assert robustness.selection_note({1: runs[0][2][0]}) == ""
 
 
 def test_robustness_page_labels_smoke_runs_as_no_evidence():

@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import hashlib
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,18 @@ def loaded_sources() -> dict[str, str]:
             if p.is_relative_to(PACKAGE_DIR) and p.exists():
                 digests[str(p.relative_to(PACKAGE_DIR))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return digests
+
+
+def units_sources_sha256(study: Any) -> str:
+    """One SHA-256 over the code that drew a run's units and computed their values: the study's
+    ``run`` and ``claims`` and the curvnb modules they import (:func:`curvnb.cache.compute_sources`),
+    not its prose, figures or widgets. Two runs of one profile and configuration with equal hashes
+    have exchangeable units (:mod:`curvnb.claims.pooling`)."""
+    sources: dict[str, str] = {}
+    for fn in (study.run, getattr(study, "claims", None)):
+        if fn is not None:
+            sources.update(compute_sources(fn))
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
 
 
 def package_sources_sha256() -> str:
@@ -189,7 +202,7 @@ class Chapter:
 
         return {"chapter": self.name, "profile": self.profile, "seed": self.seed,
                 "device": str(self.device), "torch": torch.__version__, "curvnb": curvnb.__version__,
-                "sources_sha256": package_sources_sha256(),
+                "sources_sha256": package_sources_sha256(), "units_sha256": units_sources_sha256(self.study),
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "wall_time_s": round(time.perf_counter() - self._started, 2),
                 "config": dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else repr(self.config)}

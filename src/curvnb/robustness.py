@@ -121,11 +121,36 @@ def _per_seed_cell(records_by_seed: dict[int, dict[str, Any]]) -> str:
     return cell
 
 
-def _pooled_cells(runs: Sequence[Run], claim_id: str, pooled: dict[str, Any] | None) -> tuple[str, str]:
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    return format_value(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def selection_note(records_by_seed: dict[int, dict[str, Any]]) -> str:
+    """Where a claim's units ran at a rate each chapter seed chose on its own selection seeds (its
+    records' detail has entries marked "(selected)"): what each seed chose, and that the pooled
+    units are taken as they are. ``""`` for claims without such a choice."""
+    chosen = {}
+    for seed in sorted(records_by_seed):
+        detail = records_by_seed[seed].get("detail") or {}
+        picked = {k.replace(" (selected)", ""): v for k, v in detail.items() if "(selected)" in k}
+        if picked:
+            chosen[seed] = "; ".join(f"{k}: {_plain(v)}" for k, v in picked.items())
+    if not chosen:
+        return ""
+    each = " — ".join(f"seed {s}: {html.escape(text)}" for s, text in chosen.items())
+    return ('<br><span style="color:#555;font-size:0.9em">Its units ran at rates each chapter seed chose by the '
+            f"same fixed rule on selection seeds of its own ({each}); pooled as they are.</span>")
+
+
+def _pooled_cells(runs: Sequence[Run], claim_id: str, pooled: dict[str, Any] | None,
+                  note: str = "") -> tuple[str, str]:
     """The pooled verdict with its units and interval (``pooled``, from :func:`pooled_verdicts`), or
-    why the units are not pooled; and the narrowing plot."""
+    why the units are not pooled, then ``note``; and the narrowing plot."""
     if pooled is None:
-        return f'<span style="color:#555">not pooled: {html.escape(why_not_pooled(runs, claim_id))}</span>', ""
+        return (f'<span style="color:#555">not pooled: {html.escape(why_not_pooled(runs, claim_id))}</span>'
+                + note, "")
     v, info = pooled["verdict"], pooled["pooled"]
     interval = pooled["interval"]
     unit = pooled.get("unit", "unit")
@@ -135,7 +160,9 @@ def _pooled_cells(runs: Sequence[Run], claim_id: str, pooled: dict[str, Any] | N
             + (f", 95 % interval [{format_value(interval[0])}, {format_value(interval[1])}]" if interval else
                f", no interval ({html.escape(pooled.get('reason') or 'too few units')})")
             + f'; rule {html.escape(str(pooled["threshold"]))}</span>')
-    return text, narrowing_svg(info["narrowing"], pooled["threshold_value"], pooled.get("delta"))
+    for seed, reason in info.get("left_out", []):
+        text += f'<br><span style="color:#555;font-size:0.9em">seed {seed} left out: {html.escape(reason)}</span>'
+    return text + note, narrowing_svg(info["narrowing"], pooled["threshold_value"], pooled.get("delta"))
 
 
 def with_book_runs(results: Sequence[tuple[Any, dict[str, Any], list[dict[str, Any]]]],
@@ -199,11 +226,13 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
              "reproduced; hollow: not; hover for the value); then the **pooled verdict**: the units of every "
              "chapter seed taken together and decided by the same pre-registered rule, the interval "
              "narrowing as chapter seeds are added. Units are pooled only when they are exchangeable — "
-             "the same profile, configuration, curvnb sources and claim definition — and the page says "
-             "why where they are not. Deterministic claims are reported per seed, never pooled. A claim "
+             "the same profile, configuration, units code and claim definition — and the page says "
+             "why where they are not (a run left out of a pool is named). Deterministic claims are reported per seed, never pooled. A claim "
              "whose units rest on a per-seed choice (a learning rate picked by a fixed rule on selection "
-             "seeds) pools them as they are. The number of chapter seeds was fixed before the sweep; "
-             "the pooled verdict is what those units say.", ""]
+             "seeds) pools them as they are, and its row says what each seed chose. Units are pooled "
+             "when the runs share the chapter's units code (its compute and claims code): prose and "
+             "figures may differ. The number of chapter seeds was fixed before the sweep; the pooled "
+             "verdict is what those units say.", ""]
     if not results:
         lines += ["No sweep results yet. To produce them, run for example", "",
                   "```bash", "curvnb sweep intro toolkit --num-seeds 3   # a process pool here",
@@ -227,12 +256,13 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
             seeds = [s for s, _, _ in runs]
             devices = sorted({str(run.get("device", "?")) for _, run, _ in runs})
             torches = sorted({str(run.get("torch", "?")) for _, run, _ in runs})
-            sources = {run.get("sources_sha256") for _, run, _ in runs}
+            sources = {run.get("units_sha256") or run.get("sources_sha256") for _, run, _ in runs}
             lines += [f"### {title}", "",
                       f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}; device(s): {', '.join(devices)}; "
                       f"torch {', '.join(torches)}; profile {profile}."
-                      + (f" The runs used {len(sources)} different versions of the curvnb sources."
-                         if len(sources) > 1 else " All runs used the same curvnb sources.") + link, ""]
+                      + (f" The runs used {len(sources)} different versions of the chapter's units code (its "
+                         "compute and claims code)." if len(sources) > 1 else
+                         " All runs used the same units code (the chapter's compute and claims code).") + link, ""]
             lines += [_disjointness_note([Run(seed, run, records) for seed, run, records in runs]), ""]
             by_claim: dict[str, dict[int, dict]] = defaultdict(dict)
             for seed, _, records in runs:
@@ -251,7 +281,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                           if first.get("source") else "")
                 claim = f"<b>{html.escape(str(cid))}</b>{kind}: {html.escape(str(first['statement']))}{source}"
                 cells = (claim, _per_seed_cell(per_seed),
-                         *_pooled_cells(pool_runs, cid, pooled.get((profile, chapter), {}).get(cid)))
+                         *_pooled_cells(pool_runs, cid, pooled.get((profile, chapter), {}).get(cid),
+                                        selection_note(per_seed)))
                 rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
             head = "".join(f'<th style="{_CELL};width:{w}">{h}</th>' for h, w in _COLUMNS)
             lines += [f'<table class="curvnb-robustness" style="{_TABLE}"><thead><tr>{head}</tr></thead>'

@@ -6,15 +6,22 @@ chapter seeds of one configuration are one larger sample of the same experiment:
 concatenates them (pairs stay pairs) and re-decides the claim with the engine's unchanged rule
 (:func:`curvnb.claims.evaluate`, the spec read back from the record).
 
-Pooling is refused, with the reason, where the units are not exchangeable: runs of another profile,
-configuration or source version, records whose spec differs, custom statistics (their function is
-not in the record), and deterministic claims (reported per seed, never pooled).
+Only runs whose units are exchangeable pool: the same profile, configuration and *units code* (the
+study's compute and claims code and the curvnb modules they import, ``units_sha256`` in the run
+record; prose, figures and widgets may differ). Where the runs of a sweep disagree, the largest
+group that agrees pools (the latest chapter seeds on a tie) and the others are left out, each with
+the reason: typically the book's own run (chapter seed 0), made with older code. A claim is refused,
+with the reason, where its records' specs differ, where it is deterministic (reported per seed,
+never pooled), and, for a custom statistic (its function is not in the record), unless the study's
+declared spec is the one the runs used: their units code is this checkout's.
 :func:`shared_unit_values` checks the premise on real records: no per-unit value of one chapter
 seed appears among another's for the same claim.
 """
 from __future__ import annotations
 
+import importlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -43,27 +50,77 @@ def _groups(values: dict[str, Any]) -> list[str]:
 
 
 def _config_key(meta: dict[str, Any]) -> tuple:
+    """What must agree for two runs' units to be exchangeable: profile, configuration and the code
+    that drew the units and computed their values (the whole source hash for runs recorded before
+    ``units_sha256`` existed)."""
     return (meta.get("profile"), json.dumps(meta.get("config"), sort_keys=True, default=str),
-            meta.get("sources_sha256"))
+            meta.get("units_sha256") or meta.get("sources_sha256"))
+
+
+LEFT_OUT = "another profile, configuration or units code than the pooled chapter seeds"
+
+
+def exchangeable(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """``(pooled, left out)``: the largest group of ``runs`` that agree on :func:`_config_key` (on a
+    tie, the group holding the highest chapter seed: the latest sweep), and the others."""
+    if not runs:
+        return [], []
+    keys = {r.seed: _config_key(r.meta) for r in runs}
+    counts = Counter(keys.values())
+    best = max(counts, key=lambda k: (counts[k], max(s for s, key in keys.items() if key == k)))
+    kept = sorted((r for r in runs if keys[r.seed] == best), key=lambda r: r.seed)
+    return kept, sorted((r for r in runs if keys[r.seed] != best), key=lambda r: r.seed)
+
+
+def declared_spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
+    """The study's own declared spec of a custom-statistic claim (its function is code, not in the
+    record), when the runs' units code is this checkout's: then that function decided them."""
+    chapter = runs[0].meta.get("chapter") if runs else None
+    if not chapter:
+        return None
+    from curvnb.chapter import units_sources_sha256
+
+    try:
+        study = importlib.import_module(f"curvnb.studies.{chapter}")
+    except ModuleNotFoundError:
+        return None
+    if any(r.meta.get("units_sha256") != units_sources_sha256(study) for r in runs):
+        return None
+    spec = next((s for s in getattr(study, "SPECS", ()) if s.id == claim_id), None)
+    rec = runs[0].record(claim_id)
+    if spec is None or rec is None or spec.statistic != "custom" or spec.direction != rec.get("direction") \
+            or spec.threshold != rec.get("threshold_value") or spec.design != (rec.get("values") or {}).get("design"):
+        return None
+    return spec
+
+
+def _spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
+    """The spec the records of ``claim_id`` were decided by, as one spec (``None``: they differ, or a
+    custom statistic's function cannot be found)."""
+    records = [r.record(claim_id) for r in runs]
+    if records[0].get("statistic") == "custom":
+        return declared_spec(runs, claim_id)
+    specs = {ClaimSpec.from_record(rec) for rec in records}
+    return specs.pop() if len(specs) == 1 else None
 
 
 def why_not_pooled(runs: Sequence[Run], claim_id: str) -> str | None:
-    """Why the units of ``claim_id`` over ``runs`` cannot be pooled (``None``: they can)."""
+    """Why the units of ``claim_id`` over ``runs`` cannot be pooled (``None``: they can), after
+    leaving out the runs not :func:`exchangeable` with the others."""
+    runs, _ = exchangeable(runs)
     records = [r.record(claim_id) for r in runs]
     if any(rec is None for rec in records):
         return "not every chapter seed reports this claim"
     if len(runs) < 2:
-        return "one chapter seed: nothing to pool"
-    if len({_config_key(r.meta) for r in runs}) > 1:
-        return "the runs differ in profile, configuration or source version: their units are not exchangeable"
+        return "fewer than two chapter seeds with the same profile, configuration and units code: nothing to pool"
     if any(rec.get("rule") != "engine" for rec in records):
         return "a pre-engine record keeps no units"
     if records[0].get("statistic") == "value":
         return "a deterministic claim: reported per chapter seed, not pooled"
-    if records[0].get("statistic") == "custom":
-        return "a custom statistic: its function is not in the record, so pooled units cannot be re-decided"
-    specs = {ClaimSpec.from_record(rec) for rec in records}
-    if len(specs) > 1:
+    if records[0].get("statistic") == "custom" and declared_spec(runs, claim_id) is None:
+        return ("a custom statistic whose code changed since these runs (its function is not in the record): "
+                "its units cannot be re-decided")
+    if _spec(runs, claim_id) is None:
         return "the records' specs differ (statistic, threshold, direction or unit)"
     if any(not rec.get("values") or rec["values"].get("design") != records[0]["values"].get("design")
            for rec in records):
@@ -74,14 +131,15 @@ def why_not_pooled(runs: Sequence[Run], claim_id: str) -> str | None:
 def pool_claim(runs: Sequence[Run], claim_id: str) -> dict[str, Any]:
     """The pooled record of ``claim_id`` over ``runs`` (in chapter-seed order): the engine's record on
     the concatenated units, plus ``pooled``: the chapter seeds, their units each, and the interval
-    and verdict after each added chapter seed (the narrowing). Raises ``ValueError`` with the reason
-    when the units are not exchangeable (:func:`why_not_pooled`)."""
-    runs = sorted(runs, key=lambda r: r.seed)
+    and verdict after each added chapter seed (the narrowing), and the runs left out as not
+    :func:`exchangeable` with the others (``left_out``: [seed, reason]). Raises ``ValueError`` with
+    the reason when the units cannot be pooled (:func:`why_not_pooled`)."""
     reason = why_not_pooled(runs, claim_id)
     if reason is not None:
         raise ValueError(f"claim {claim_id!r} cannot be pooled: {reason}")
+    runs, left_out = exchangeable(runs)
     records = [r.record(claim_id) for r in runs]
-    spec = ClaimSpec.from_record(records[0])
+    spec = _spec(runs, claim_id)
     keys = _groups(records[0]["values"])
     seed = STREAMS.seed(0, "bootstrap", 0)   # a pooled decision is a function of its units alone
 
@@ -97,6 +155,7 @@ def pool_claim(runs: Sequence[Run], claim_id: str) -> dict[str, Any]:
     pooled["pooled"] = {"chapter_seeds": [r.seed for r in runs],
                         "units_per_seed": [int(rec["n_units"]) for rec in records],
                         "verdicts_per_seed": [rec["verdict"] for rec in records],
+                        "left_out": [[r.seed, LEFT_OUT] for r in left_out],
                         "narrowing": narrowing}
     return pooled
 

@@ -77,7 +77,7 @@ def claims(results: dict) -> list:
         va, vb = np.asarray(values[a][key], float), np.asarray(values[b][key], float)
         keep = np.isfinite(va) & np.isfinite(vb)
         detail = {"target training loss": results["matched"]["target"],
-                  "learning rates": f"{NAMES[a]} {results['rates'][a]:.3g}, {NAMES[b]} {results['rates'][b]:.3g}"}
+                  "learning rates (selected)": f"{NAMES[a]} {results['rates'][a]:.3g}, {NAMES[b]} {results['rates'][b]:.3g}"}
         if not keep.all():
             detail["seeds left out (target not reached)"] = [u for u, k in zip(results["units"], keep) if not k]
         out.append(evaluate(spec, va[keep], vb[keep], seed=STREAMS.seed(seed, "bootstrap", i), detail=detail))
