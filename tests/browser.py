@@ -47,7 +47,9 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
     driver.get(url)
     driver.execute_script("return document.readyState")
     deadline = time.monotonic() + typeset_timeout
-    while (not driver.execute_script("return document.querySelectorAll('mjx-container').length")
+    # only a page with math markup (Sphinx's .math spans) waits: a page without would wait it all out
+    while (driver.execute_script("return document.querySelectorAll('.math').length > 0 && "
+                                 "!document.querySelectorAll('mjx-container').length")
            and time.monotonic() < deadline):
         time.sleep(0.25)
     driver.save_screenshot(str(screenshot))

@@ -210,7 +210,10 @@ def colab(request, tmp_path_factory) -> SimpleNamespace:
         for r in [start(c) for c in selected[i:i + 2]]:
             runs[r.chapter] = finish(r)
     yield SimpleNamespace(tmp=tmp, wheel=wheel, venv=venv, python=python, runs=runs)
-    shutil.rmtree(venv, ignore_errors=True)   # 1.4 GB; pytest keeps its last three temp folders
+    # 1.4 GB (pytest keeps its last three temp folders): removed by a process of its own, which the
+    # session does not wait for (deleting it is seconds of disk work, none of it the test's)
+    subprocess.Popen([sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                      str(venv)], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -216,12 +216,12 @@ def test_batched_integration_matches_single_flows_and_a_singular_flow_stops_alon
     targets = torch.stack([teacher_map([2.0, 1.0, 0.5], 3, 3, seed=s) for s in (4, 5, 6)])
     predicted = singular_time(batch_of(networks), targets, rate=3)
     t = np.linspace(0, 2, 5)
-    traj = integrate(batch_of(networks), targets, t, "block", 1.0, max_evaluations=3000)
+    traj = integrate(batch_of(networks), targets, t, "block", 1.0, max_evaluations=1500)
     for i, w in enumerate(networks):
         if predicted[i] < 2:
             assert traj.failed[i] and traj.reached[i] == pytest.approx(predicted[i], rel=1e-2)
             with pytest.raises(IntegrationError, match="stopped at t|collapsed"):
-                integrate(w, targets[i], t, "block", 1.0, max_evaluations=3000)
+                integrate(w, targets[i], t, "block", 1.0, max_evaluations=1500)
         else:
             assert not traj.failed[i] and traj.reached[i] == 2
             single = integrate(w, targets[i], t, "block", 1.0)
