@@ -75,7 +75,8 @@ def page_report(driver, url: str, screenshot: Path, typeset_timeout: float = 15.
           raw_tex: (() => {
             const root = (document.querySelector('article') || document.body).cloneNode(true);
             root.querySelectorAll('pre, code, mjx-container, script, .math, .highlight').forEach(e => e.remove());
-            const found = root.textContent.match(/[A-Za-z0-9)][_^]\\{[^}]*\\}|\\\\(lambda|eta|alpha|frac|mathrm|top)\\b/g);
+            // x_{..} / x^{..}, a subscript then a caret (λ_K^*), or a backslash command
+            const found = root.textContent.match(/[_^]\\{[^}]*\\}|[A-Za-zλ]_[A-Za-z0-9]+\\^|\\\\(lambda|eta|alpha|frac|mathrm|top|nabla)\\b/g);
             return found ? found.slice(0, 5) : [];
           })(),
         };

@@ -69,7 +69,7 @@ def test_scorecard_groups_findings_apart(tmp_path):
     # paper claims stay with their chapter; every finding sits in the findings group, once
     assert md.index(">reproduced</span>") < group
     assert group < md.index("lazy K-FAC") and group < md.index("a finding")
-    assert md.count("curvnb-verdict") == 3 and "1 of 2 findings answered yes, 1 no" in md
+    assert md.count("curvnb-verdict") == 3 and "findings: 1 of 2 yes, 1 no" in md
     assert "\n## Atlas" not in md and "### Atlas" in md and "### Chapter One" in md
 
 

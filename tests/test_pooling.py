@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from curvnb.claims import ClaimSpec, evaluate
+from curvnb.claims.engine import function_sha256
 from curvnb.claims.pooling import (LEFT_OUT, STREAMS, Run, _groups, exchangeable, pool_claim, pool_runs, shared_unit_values,
                                    why_not_pooled)
 
@@ -82,14 +83,13 @@ def test_shared_unit_values_are_found_and_constants_are_not():
 
 def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_code_is_unchanged():
     """A custom statistic's function is code, not record: the study's declared spec re-decides the
-    pooled units when the runs' units code is this checkout's, and the claim is refused otherwise."""
-    from curvnb.chapter import units_sources_sha256
+    pooled units when its function's source is the one the records name, and is refused otherwise."""
     from curvnb.studies import orvieto2021 as study
 
     spec = next(s for s in study.SPECS if s.id == "rescaling-adam")
     rng = np.random.default_rng(1)   # fixed synthetic hitting steps at three loss scales: arithmetic, not luck
     data = [[100 + rng.integers(0, 20, size=5).astype(float) for _ in range(3)] for _ in range(3)]
-    meta = {**META, "chapter": "orvieto2021", "units_sha256": units_sources_sha256(study)}
+    meta = {**META, "chapter": "orvieto2021"}
     runs = [Run(s, meta, [evaluate(spec, *groups, seed=s).record("quick")]) for s, groups in enumerate(data, 1)]
     pooled = pool_claim(runs, spec.id)
     values = [r.record(spec.id)["values"] for r in runs]
@@ -97,5 +97,6 @@ def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_co
     want = evaluate(spec, *(np.concatenate([np.asarray(v[k]) for v in values]) for k in keys),
                     seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
     assert len(keys) == 3 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
-    old = [Run(r.seed, {**meta, "units_sha256": "older code"}, r.records) for r in runs]
-    assert "custom statistic whose code changed" in why_not_pooled(old, spec.id)
+    assert all(r.record(spec.id)["function_sha256"] == function_sha256(spec.function) for r in runs)
+    old = [Run(r.seed, meta, [{**r.record(spec.id), "function_sha256": "another function"}]) for r in runs]
+    assert "not the study's declared one" in why_not_pooled(old, spec.id)

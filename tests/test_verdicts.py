@@ -153,7 +153,7 @@ def test_report_layer(tmp_path):
     text = what_we_found(records)
     assert text.startswith("1 of 3 paper claims reproduced, 1 not reproduced, 1 inconclusive; "
                            "1 of 3 self-checks hold, 1 fails, 1 inconclusive; "
-                           "1 of 3 findings answered yes, 1 no, 1 inconclusive.")
+                           "findings: 1 of 3 yes, 1 no, 1 inconclusive.")
     assert "**paper-inconclusive** (inconclusive)" in text
     assert by_verdict(records[2], "a", "b", "c") == "c"
     md = scorecard_markdown(tmp_path, {"ch": "Chapter"})

@@ -44,15 +44,12 @@ def loaded_sources() -> dict[str, str]:
 
 
 def units_sources_sha256(study: Any) -> str:
-    """One SHA-256 over the code that drew a run's units and computed their values: the study's
-    ``run`` and ``claims`` and the curvnb modules they import (:func:`curvnb.cache.compute_sources`),
-    not its prose, figures or widgets. Two runs of one profile and configuration with equal hashes
-    have exchangeable units (:mod:`curvnb.claims.pooling`)."""
-    sources: dict[str, str] = {}
-    for fn in (study.run, getattr(study, "claims", None)):
-        if fn is not None:
-            sources.update(compute_sources(fn))
-    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+    """One SHA-256 over the code that drew a run's units and computed them: the study's ``run`` and
+    the curvnb modules it imports (:func:`curvnb.cache.compute_sources`, what its cached results are
+    keyed on), not its prose, figures, widgets or claims code. Two runs of one profile and
+    configuration with equal hashes have exchangeable units (:mod:`curvnb.claims.pooling`; the
+    claim's definition is checked on the records themselves)."""
+    return hashlib.sha256(json.dumps(compute_sources(study.run), sort_keys=True).encode()).hexdigest()
 
 
 def package_sources_sha256() -> str:

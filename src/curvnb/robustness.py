@@ -230,8 +230,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
              "why where they are not (a run left out of a pool is named). Deterministic claims are reported per seed, never pooled. A claim "
              "whose units rest on a per-seed choice (a learning rate picked by a fixed rule on selection "
              "seeds) pools them as they are, and its row says what each seed chose. Units are pooled "
-             "when the runs share the chapter's units code (its compute and claims code): prose and "
-             "figures may differ. The number of chapter seeds was fixed before the sweep; the pooled "
+             "when the runs share the chapter's units code (its compute code): prose, figures and the "
+             "wording of claims may differ; the claim's rule must not. The number of chapter seeds was fixed before the sweep; the pooled "
              "verdict is what those units say.", ""]
     if not results:
         lines += ["No sweep results yet. To produce them, run for example", "",
@@ -261,8 +261,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                       f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}; device(s): {', '.join(devices)}; "
                       f"torch {', '.join(torches)}; profile {profile}."
                       + (f" The runs used {len(sources)} different versions of the chapter's units code (its "
-                         "compute and claims code)." if len(sources) > 1 else
-                         " All runs used the same units code (the chapter's compute and claims code).") + link, ""]
+                         "compute code)." if len(sources) > 1 else
+                         " All runs used the same units code (the chapter's compute code).") + link, ""]
             lines += [_disjointness_note([Run(seed, run, records) for seed, run, records in runs]), ""]
             by_claim: dict[str, dict[int, dict]] = defaultdict(dict)
             for seed, _, records in runs:

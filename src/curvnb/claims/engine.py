@@ -206,7 +206,21 @@ class Result:
                 "side": self.side, "direction_found": self.direction_found,
                 "units_to_decide": self.units_to_decide, "reason": self.reason,
                 "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed,
-                "labels": list(s.labels)}
+                "labels": list(s.labels),
+                **({"function_sha256": function_sha256(s.function)} if s.statistic == "custom" else {})}
+
+
+def function_sha256(function: Callable[..., Any]) -> str:
+    """SHA-256 of a custom statistic's source (its code object's repr where there is no source): a
+    record keeps it, so pooled units are re-decided only by the function that decided them."""
+    import hashlib
+    import inspect
+
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        source = repr(getattr(function, "__code__", function))
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 def threshold_text(spec: ClaimSpec) -> str:

@@ -7,13 +7,13 @@ concatenates them (pairs stay pairs) and re-decides the claim with the engine's 
 (:func:`curvnb.claims.evaluate`, the spec read back from the record).
 
 Only runs whose units are exchangeable pool: the same profile, configuration and *units code* (the
-study's compute and claims code and the curvnb modules they import, ``units_sha256`` in the run
-record; prose, figures and widgets may differ). Where the runs of a sweep disagree, the largest
+study's compute code and the curvnb modules it imports, ``units_sha256`` in the run record; prose,
+figures, widgets and claims code may differ: the claim definition is checked on the records). Where the runs of a sweep disagree, the largest
 group that agrees pools (the latest chapter seeds on a tie) and the others are left out, each with
 the reason: typically the book's own run (chapter seed 0), made with older code. A claim is refused,
 with the reason, where its records' specs differ, where it is deterministic (reported per seed,
 never pooled), and, for a custom statistic (its function is not in the record), unless the study's
-declared spec is the one the runs used: their units code is this checkout's.
+declared spec is the one the runs used (the source hash of its function, ``function_sha256``).
 :func:`shared_unit_values` checks the premise on real records: no per-unit value of one chapter
 seed appears among another's for the same claim.
 """
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from curvnb.claims.engine import ClaimSpec, evaluate
+from curvnb.claims.engine import ClaimSpec, evaluate, function_sha256
 from curvnb.seeds import declare_streams
 
 STREAMS = declare_streams("pooling", {"bootstrap": ("test", 1)})
@@ -74,23 +74,24 @@ def exchangeable(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
 
 def declared_spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
     """The study's own declared spec of a custom-statistic claim (its function is code, not in the
-    record), when the runs' units code is this checkout's: then that function decided them."""
+    record), when it is the one every run's record was decided by: the same direction, threshold and
+    design, and a function of the same source (``function_sha256``)."""
     chapter = runs[0].meta.get("chapter") if runs else None
     if not chapter:
         return None
-    from curvnb.chapter import units_sources_sha256
-
     try:
         study = importlib.import_module(f"curvnb.studies.{chapter}")
     except ModuleNotFoundError:
         return None
-    if any(r.meta.get("units_sha256") != units_sources_sha256(study) for r in runs):
-        return None
     spec = next((s for s in getattr(study, "SPECS", ()) if s.id == claim_id), None)
-    rec = runs[0].record(claim_id)
-    if spec is None or rec is None or spec.statistic != "custom" or spec.direction != rec.get("direction") \
-            or spec.threshold != rec.get("threshold_value") or spec.design != (rec.get("values") or {}).get("design"):
+    if spec is None or spec.statistic != "custom":
         return None
+    for run in runs:
+        rec = run.record(claim_id)
+        if (rec is None or rec.get("function_sha256") != function_sha256(spec.function)
+                or spec.direction != rec.get("direction") or spec.threshold != rec.get("threshold_value")
+                or spec.design != (rec.get("values") or {}).get("design")):
+            return None
     return spec
 
 
@@ -118,8 +119,8 @@ def why_not_pooled(runs: Sequence[Run], claim_id: str) -> str | None:
     if records[0].get("statistic") == "value":
         return "a deterministic claim: reported per chapter seed, not pooled"
     if records[0].get("statistic") == "custom" and declared_spec(runs, claim_id) is None:
-        return ("a custom statistic whose code changed since these runs (its function is not in the record): "
-                "its units cannot be re-decided")
+        return ("a custom statistic whose function is not the study's declared one (changed since these runs, "
+                "or not found): its units cannot be re-decided")
     if _spec(runs, claim_id) is None:
         return "the records' specs differ (statistic, threshold, direction or unit)"
     if any(not rec.get("values") or rec["values"].get("design") != records[0]["values"].get("design")

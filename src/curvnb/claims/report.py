@@ -246,14 +246,17 @@ def counts(records: Iterable[dict[str, Any]], kind: str) -> dict[str, int]:
 
 
 def count_sentence(records: list[dict[str, Any]], kind: str) -> str:
-    """E.g. "4 of 7 paper claims reproduced, 1 not reproduced, 2 inconclusive" ("" when none)."""
+    """E.g. "4 of 7 paper claims reproduced, 1 not reproduced, 2 inconclusive", "findings: 1 of 3
+    yes, 1 no, 1 inconclusive" ("" when none)."""
     c = counts(records, kind)
     total = sum(c.values())
     if not total:
         return ""
     words = VERDICTS[kind]
     rest = [f"{c[v]} {w}" for v, w in zip(VERDICT_VALUES[1:], words[1:]) if c[v]]
-    verb = {"paper": words[0], "check": "hold", "finding": "answered yes"}[kind]
+    if kind == "finding":   # answered yes / no / inconclusive
+        return f"{KIND_NAMES[kind]}: {c['reproduced']} of {total} yes" + "".join(f", {p}" for p in rest)
+    verb = {"paper": words[0], "check": "hold"}[kind]
     return f"{c['reproduced']} of {total} {KIND_NAMES[kind]} {verb}" + "".join(f", {p}" for p in rest)
 
 

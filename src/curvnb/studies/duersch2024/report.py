@@ -469,7 +469,7 @@ def findings_markdown(records: list[dict], results: dict, config: Config) -> str
         reproduced="Adding the glass term to the Hessian quadratic brings the model closer to the measured loss "
                    "where the line crosses boundaries.",
         not_reproduced="Adding the glass term makes the loss model worse here: the measured ReLU loss does not sit "
-                       "above the quadratic by the t^{3/2} term the glass predicts.",
+                       "above the quadratic by the term in t to the power 3/2 that the glass predicts.",
         inconclusive="The nets disagree on whether the glass term improves the loss model.")
         + " The finite-difference curvature at σ = 1e-3, which counts the jumps inside the kernel, is shown for "
           "comparison (its error ratio to the Hessian model on the first net is in the claim's details).")

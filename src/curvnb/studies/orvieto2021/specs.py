@@ -76,16 +76,16 @@ SPECS: tuple[ClaimSpec, ...] = (
     _spec("chain-rare", "neural chain: ∏w² rarely exceeds 1 although E ∏w² = 1", "proportion", "less", 0.01,
           "fraction of chains with ∏w² > 1", unit="chain",
           source="Abstract: the typical (median) gradient vanishes while the mean is preserved"),
-    _spec("gradient-slope", "median log10‖∇_{W1}ℓ‖² falls linearly in L with slope E ln(layer ratio)/ln 10 "
+    _spec("gradient-slope", "median log₁₀‖∂ℓ/∂W₁‖² falls linearly in L with slope E ln(layer ratio)/ln 10 "
           "(ReLU/He d=16 and d=64, linear/Xavier d=4; L = 8…64)", "custom", "less", 0.4,
           "largest |slope/theory − 1| of the three", function=_worst_slope_error, design="paired",
           source="Abstract: vanishing gradients when d = o(L), even with Xavier/He init"),
     _spec("relu-collapse-span1", "ReLU/He at L/d = 1: the median first-layer gradient is the same for d = 16, 32, 64",
-          "custom", "less", 0.3, "span of the three medians of log10‖∇_{W1}ℓ‖²", physical_unit="decades",
+          "custom", "less", 0.3, "span of the three medians of log₁₀‖∂ℓ/∂W₁‖²", physical_unit="decades",
           function=_span_of_medians, design="paired",
           source="Abstract: the median gradient decays exponentially in L/d"),
     _spec("relu-collapse-span2", "ReLU/He at L/d = 2: the median first-layer gradient is the same for d = 16, 32, 64",
-          "custom", "less", 0.3, "span of the three medians of log10‖∇_{W1}ℓ‖²", physical_unit="decades",
+          "custom", "less", 0.3, "span of the three medians of log₁₀‖∂ℓ/∂W₁‖²", physical_unit="decades",
           function=_span_of_medians, design="paired",
           source="Abstract: the median gradient decays exponentially in L/d"),
     _spec("relu-collapse-drop", "ReLU/He: the median first-layer gradient drops from L/d = 1 to L/d = 2",
@@ -129,11 +129,11 @@ SPECS: tuple[ClaimSpec, ...] = (
           "median", "less", 0.5, "median final training cross-entropy, residual+BN SGD", physical_unit="nats",
           source="Abstract: Adam and residual connections (with normalisation) restore trainability"),
     _spec("mlp-residual-gradient", "deep narrow ReLU MLP at init: residual branches raise the first-layer gradient "
-          "≥ 10³-fold", "ratio_of_medians_paired", "greater", 1e3, "median ‖∇_{W1}ℓ‖², residual / plain",
+          "≥ 10³-fold", "ratio_of_medians_paired", "greater", 1e3, "median ‖∂ℓ/∂W₁‖², residual / plain",
           labels=("residual", "plain"),
           source="Abstract: residual connections restore the gradient"),
     _spec("mlp-residual-bn-gradient", "deep narrow ReLU MLP at init: residual + BatchNorm raises the first-layer "
-          "gradient ≥ 30-fold", "ratio_of_medians_paired", "greater", 30.0, "median ‖∇_{W1}ℓ‖², residual+BN / plain",
+          "gradient ≥ 30-fold", "ratio_of_medians_paired", "greater", 30.0, "median ‖∂ℓ/∂W₁‖², residual+BN / plain",
           labels=("residual+BN", "plain"),
           source="Abstract: residual connections (with normalisation) restore the gradient"),
 )
