@@ -315,11 +315,19 @@ def bench_eigen(name, kind, n, rounds, rows):
             import hessian_eigenthings as he
 
             def hel():
+                # Its lanczos runs a fixed number of steps (max_iter, default 2k) and reports whether the
+                # Ritz residuals met tol: as its docstring says, raise max_iter until they do (doubling
+                # from 2k, as a user would); the HVPs counted are the converged run's.
                 Hh = he.HessianOperator(model, [(x, y)], he.supervised_loss(LOSS))
-                r = he.lanczos(Hh, k=k, tol=1e-3, which="LA", seed=0)
+                steps = 2 * k
+                while True:
+                    r = he.lanczos(Hh, k=k, tol=1e-3, which="LA", seed=0, max_iter=steps)
+                    if bool(r.converged.all()) or 2 * steps > min(P - 1, 400):
+                        break
+                    steps *= 2
                 return (np.sort(r.eigenvalues.double().numpy())[::-1], r.iterations,
                         bool(r.converged.all()))
-            fns["hessian-eigenthings lanczos (tol=1e-3, default 2k steps)"] = hel
+            fns["hessian-eigenthings lanczos (tol=1e-3, max_iter doubled from 2k until converged)"] = hel
         for label, f in fns.items():
             vals, count, conv = f()
             info[label] = {"HVPs": count, "max rel. error": max_error(vals)}

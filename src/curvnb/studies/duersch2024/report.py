@@ -256,7 +256,7 @@ def figure_line(results: dict):
     """Loss along a random direction (ReLU), and the mean error of each model vs step size."""
     ln = results["line"]["relu"]
     ex = ln["example"]
-    fig, axes = panels(2, row_height=3.0)
+    fig, axes = panels(2, row_height=3.8)   # room for the model-error legend below its panel
     ax = axes[0]
     ax.plot(ex["t"], ex["loss"], "k-", label="measured")
     ax.plot(ex["t"], ex["hessian"], "C0--", label="Hessian quadratic")
@@ -272,10 +272,12 @@ def figure_line(results: dict):
         ax.loglog(l2["t"], l2["err_glass"], "C1" + style, marker="s", ms=3, label=f"{act}: + glass")
         ax.loglog(l2["t"], l2["err_fd"], "C2" + style, marker="^", ms=3, label=f"{act}: finite diff.")
     lc = line_comparison(ln)
-    if lc["t_range"]:
-        ax.axvspan(*lc["t_range"], color="0.9", zorder=0, label="≥ 10 ReLU crossings")
+    if lc["t_range"] and lc["t_range"][0] > min(ln["t"]):   # where the lines cross ≥ 10 ReLU boundaries
+        ax.axvline(lc["t_range"][0], color="0.5", ls="--", lw=1, label="≥ 10 ReLU crossings beyond")
+    elif lc["t_range"]:
+        ax.plot([], [], " ", label="every step: ≥ 10 ReLU crossings")
     ax.set(xlabel=r"step $t$ (per parameter)", ylabel="mean |measured − model|", title="model error")
-    ax.legend(fontsize=7, ncols=2, loc="upper left")
+    ax.legend(fontsize=7, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))   # below: the curves fill the panel
     return fig
 
 
