@@ -3,6 +3,7 @@ subprocess (``python -m curvnb.cli run intro --profile smoke --seed 1``)."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -222,3 +223,31 @@ def test_each_execution_is_logged_and_a_repeated_run_is_found(tmp_path, monkeypa
     assert repeated_executions(log) == {}
     book._log_execution("intro", "smoke", "cuda", 1)    # the same run on another device is still a repeat
     assert repeated_executions(log) == {("intro", "smoke", 1): 2}
+
+
+def test_a_kernel_that_never_answers_gets_one_fresh_kernel(tmp_path):
+    """nbclient's start timeout (no cell ran) is retried once with a fresh kernel; any other error,
+    or a second timeout, is the chapter's failure."""
+    from curvnb import book
+
+    def fake(errors):
+        calls = []
+
+        def execute_notebook(*args, **kwargs):
+            calls.append(kwargs["parameters"])
+            if errors:
+                raise errors.pop(0)
+        return type("FakePapermill", (), {"execute_notebook": staticmethod(execute_notebook)}), calls
+
+    timeout = lambda: RuntimeError("Kernel didn't respond in 60 seconds")  # noqa: E731
+    pm, calls = fake([timeout()])
+    book._execute(pm, Path("01_x.ipynb"), tmp_path / "out.ipynb", {"seed": 3}, tmp_path, False)
+    assert calls == [{"seed": 3}, {"seed": 3}]
+    pm, calls = fake([timeout(), timeout()])
+    with pytest.raises(RuntimeError, match="didn't respond"):
+        book._execute(pm, Path("01_x.ipynb"), tmp_path / "out.ipynb", {}, tmp_path, False)
+    assert len(calls) == 2
+    pm, calls = fake([RuntimeError("boom")])
+    with pytest.raises(RuntimeError, match="boom"):
+        book._execute(pm, Path("01_x.ipynb"), tmp_path / "out.ipynb", {}, tmp_path, False)
+    assert len(calls) == 1

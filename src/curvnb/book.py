@@ -202,6 +202,26 @@ def ipc_kernel_manager():
     return IPCKernelManager
 
 
+KERNEL_NOT_STARTED = "Kernel didn't respond"   # nbclient's RuntimeError when a new kernel never answers
+
+
+def _execute(pm, path: Path, out: Path, parameters: dict, cwd: Path, progress: bool) -> None:
+    """papermill on one notebook, with one more try on a fresh kernel when the first kernel never
+    answered (nbclient's start timeout, before any cell ran: nothing was computed or written)."""
+    for attempt in (1, 2):
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(cwd), progress_bar=progress,
+                                kernel_name="python3", log_output=False,
+                                coalesce_streams=True,  # one output box per cell, not one per print
+                                kernel_manager_class=ipc_kernel_manager())
+            return
+        except RuntimeError as exc:
+            if attempt == 2 or KERNEL_NOT_STARTED not in str(exc):
+                raise
+            print(f"{path.name}: its kernel did not answer ({exc}); retrying once with a fresh kernel",
+                  file=sys.stderr, flush=True)
+
+
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
                  seed: int = 0, progress: bool = True) -> dict[str, float]:
     """Execute chapters with papermill; returns seconds per chapter.
@@ -224,10 +244,7 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
         tmp = out.with_suffix(".running.ipynb")
         _log_execution(chapter.id, profile, device, seed)
         try:
-            pm.execute_notebook(str(chapter.path), str(tmp), parameters={"profile": profile, "device": device, "seed": seed},
-                                cwd=str(root), progress_bar=progress, kernel_name="python3", log_output=False,
-                                coalesce_streams=True,  # one output box per cell, not one per print
-                                kernel_manager_class=ipc_kernel_manager())
+            _execute(pm, chapter.path, tmp, {"profile": profile, "device": device, "seed": seed}, root, progress)
             # A run that ends without its claims (a kernel that quit, a notebook without ch.report)
             # has not produced the chapter: it fails like a raising cell, and older outputs go stale.
             claims = build_dir() / "claims" / f"{chapter.id}.json"
