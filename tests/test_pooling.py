@@ -76,9 +76,20 @@ def test_shared_unit_values_are_found_and_constants_are_not():
     x = runs[0].record("m")["values"]["x"]
     copy = Run(9, dict(META), [evaluate(MEDIAN, [x[0], 5.0, 6.0, 7.0]).record("quick")])
     found = shared_unit_values(runs + [copy])
-    assert found == [{"claim": "m", "group": "x", "seeds": (1, 9), "values": [x[0]]}]
+    assert found == [{"claim": "m", "seeds": (1, 9), "values": [(x[0],)]}]
     constant = [Run(s, dict(META), [evaluate(MEDIAN, [2.0] * 6).record("quick")]) for s in (1, 2)]
     assert shared_unit_values(constant) == []
+    # discrete measurements repeat by nature: integer counts, values tied within a seed
+    counts = [Run(s, dict(META), [evaluate(MEDIAN, v).record("quick")]) for s, v in ((1, [5.0, 6, 7]), (2, [6.0, 8, 9]))]
+    assert shared_unit_values(counts) == []
+    tied = [Run(s, dict(META), [evaluate(MEDIAN, v).record("quick")]) for s, v in ((1, [0.5, 0.5, 0.25]), (2, [0.25, 0.75, 1.5]))]
+    assert shared_unit_values(tied) == []
+    # a paired unit is its pair: one equal coordinate is no shared unit, an equal pair is
+    a, b = runs[0].record("p")["values"]["a"], runs[0].record("p")["values"]["b"]
+    half = Run(7, dict(META), [evaluate(PAIRED, [a[0], 0.123], [0.456, b[1]], seed=1).record("quick")])
+    whole = Run(8, dict(META), [evaluate(PAIRED, [a[0], 0.123], [b[0], 0.789], seed=1).record("quick")])
+    assert shared_unit_values([runs[0], half]) == []
+    assert shared_unit_values([runs[0], whole]) == [{"claim": "p", "seeds": (1, 8), "values": [(a[0], b[0])]}]
 
 
 def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_code_is_unchanged():
@@ -97,6 +108,8 @@ def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_co
     want = evaluate(spec, *(np.concatenate([np.asarray(v[k]) for v in values]) for k in keys),
                     seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
     assert len(keys) == 3 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
+    # groups keep the statistic's order past ten (g10 after g9, not after g1): gradient-slope has fifteen
+    assert _groups({f"g{i}": [] for i in (10, 2, 0, 11, 1)} | {"design": "paired"}) == ["g0", "g1", "g2", "g10", "g11"]
     assert all(r.record(spec.id)["function_sha256"] == function_sha256(spec.function) for r in runs)
     old = [Run(r.seed, meta, [{**r.record(spec.id), "function_sha256": "another function"}]) for r in runs]
     assert "not the study's declared one" in why_not_pooled(old, spec.id)

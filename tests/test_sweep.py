@@ -257,7 +257,7 @@ def test_robustness_page_pools_engine_records_over_chapter_seeds():
                "torch": "x", "config": {"n": 4}}
         runs.append((task, run, [evaluate(spec, values).record("quick")]))
     page = robustness_markdown(runs)
-    assert "Checked: no per-unit value of one chapter seed appears among another's" in page
+    assert "Checked: no unit of one chapter seed (its values, a pair for a paired claim) appears among" in page
     pooled = pool_claim([Run(t.seed, run, recs) for t, run, recs in runs], "c")
     lo, hi = pooled["interval"]
     assert f"— 12 seeds, 3 chapter seeds" in page and f"[{format_value(lo)}, {format_value(hi)}]" in page
@@ -274,7 +274,7 @@ def test_robustness_page_pools_engine_records_over_chapter_seeds():
     assert [t.seed for t, _, _ in with_book_runs(runs, [book_run, other])] == [0, 1, 2, 3]
     # a unit run twice (seed 0 a copy of seed 1) is reported
     shared = robustness_markdown(with_book_runs(runs, [book_run]))
-    assert "1 claim(s) share per-unit values across chapter seeds" in shared and "seeds 0 and 1" in shared
+    assert "1 claim(s) share units across chapter seeds" in shared and "seeds 0 and 1" in shared
     # the book's run made with other units code is shown, left out of the pool, and named
     older = (Task("quick", "intro", 0, "cpu"), {**runs[0][1], "seed": 0, "units_sha256": "older"}, runs[0][2])
     page = robustness_markdown(with_book_runs(runs, [older]))

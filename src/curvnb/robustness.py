@@ -183,11 +183,19 @@ def _disjointness_note(runs: Sequence[Run]) -> str:
         return "One chapter seed: no units to compare."
     shared = shared_unit_values(runs)
     if not shared:
-        return ("Checked: no per-unit value of one chapter seed appears among another's for the same claim "
-                "(constants of the configuration and 0/1 outcomes aside), as independent units should.")
+        return ("Checked: no unit of one chapter seed (its values, a pair for a paired claim) appears among "
+                "another's for the same claim, as independent units should (discrete measurements, where equal "
+                "values are expected — counts, accuracies on a finite test set, 0/1 outcomes — and constants "
+                "of the configuration aside).")
+
+    def unit(u: tuple) -> str:
+        shown = [format_value(v) if isinstance(v, float) else str(v) for v in u]
+        return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
+
     items = "; ".join(f"{html.escape(s['claim'])} (seeds {s['seeds'][0]} and {s['seeds'][1]}: "
-                      f"{', '.join(format_value(v) for v in s['values'][:3])})" for s in shared[:5])
-    return (f'<b style="color:{_FAIL}">{len(shared)} claim(s) share per-unit values across chapter seeds</b> — '
+                      f"{html.escape(', '.join(unit(u) for u in s['values'][:3]))})" for s in shared[:5])
+    claims = len({s["claim"] for s in shared})
+    return (f'<b style="color:{_FAIL}">{claims} claim(s) share units across chapter seeds</b> — '
             f"their units may not be independent: {items}{' …' if len(shared) > 5 else ''}.")
 
 

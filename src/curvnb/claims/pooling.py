@@ -46,7 +46,9 @@ class Run:
 
 
 def _groups(values: dict[str, Any]) -> list[str]:
-    return [k for k in ("x", "a", "b") if k in values] or sorted(k for k in values if k.startswith("g"))
+    """The value groups of a record, in the order the statistic takes them (g0, g1, …, g10: by number)."""
+    numbered = [k for k in values if k[:1] == "g" and k[1:].isdigit()]
+    return [k for k in ("x", "a", "b") if k in values] or sorted(numbered, key=lambda k: int(k[1:]))
 
 
 def _config_key(meta: dict[str, Any]) -> tuple:
@@ -172,29 +174,38 @@ def pool_runs(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
 
 
 def shared_unit_values(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """Per-unit values that one chapter seed shares with another for the same claim: evidence that
-    two chapter seeds ran the same unit. A value every unit of every run has (a constant of the
-    configuration) and the 0/1 outcomes of proportions are not evidence and are skipped."""
+    """Units that one chapter seed shares with another for the same claim: evidence that two chapter
+    seeds ran the same unit. A unit is the tuple of its values over the record's groups (a pair, for
+    a paired design). Discrete measurements are skipped, since equal values are expected there:
+    0/1 outcomes (proportions), integer counts, and values that repeat within one chapter seed (an
+    accuracy on a finite test set); so are constants of the configuration (one value everywhere)."""
     found = []
     ids = {rec["id"] for run in runs for rec in run.records}
     for cid in sorted(ids):
-        per_seed = {}
+        per_seed: dict[int, list[tuple[float, ...]]] = {}
         for run in runs:
             rec = run.record(cid)
             if rec is None or rec.get("rule") != "engine" or rec.get("method") == "clopper-pearson":
                 continue
             values = rec.get("values") or {}
-            if values.get("design") in (None, "deterministic"):
+            keys = _groups(values)
+            if values.get("design") in (None, "deterministic") or not keys:
                 continue
-            per_seed[run.seed] = {k: set(map(float, values[k])) for k in _groups(values)}
-        for key in {k for groups in per_seed.values() for k in groups}:
-            everywhere = set.intersection(*[g.get(key, set()) for g in per_seed.values()]) if per_seed else set()
-            constant = {v for v in everywhere
-                        if all(g.get(key) == {v} for g in per_seed.values())}
-            seeds = sorted(per_seed)
-            for i, s in enumerate(seeds):
-                for t in seeds[i + 1:]:
-                    shared = (per_seed[s].get(key, set()) & per_seed[t].get(key, set())) - constant
-                    if shared:
-                        found.append({"claim": cid, "group": key, "seeds": (s, t), "values": sorted(shared)})
+            columns = [np.asarray(values[k], dtype=float).ravel() for k in keys]
+            if len({len(c) for c in columns}) == 1:   # paired or one-sample: one tuple per unit
+                per_seed[run.seed] = [tuple(u) for u in zip(*columns)]
+            else:                                      # independent groups: each value its own unit
+                per_seed[run.seed] = [(k, float(v)) for k, c in zip(keys, columns) for v in c]
+        units = [u for seed_units in per_seed.values() for u in seed_units]
+        numbers = np.array([v for u in units for v in u if isinstance(v, float)])
+        discrete = (len(numbers) and np.all(numbers == np.round(numbers))) or any(
+            len(set(seed_units)) < len(seed_units) for seed_units in per_seed.values())
+        if discrete or len(set(units)) == 1:
+            continue
+        seeds = sorted(per_seed)
+        for i, s in enumerate(seeds):
+            for t in seeds[i + 1:]:
+                shared = set(per_seed[s]) & set(per_seed[t])
+                if shared:
+                    found.append({"claim": cid, "seeds": (s, t), "values": sorted(shared)})
     return found
