@@ -25,9 +25,10 @@ book: setup
 # The default sweep (issue 26): the five studies, quick profile, over chapter seeds $(SWEEP_SEEDS), then the
 # book with the pooled verdicts (Seed robustness page, scorecard). Completed tasks are not rerun.
 SWEEP_SEEDS ?= 1 2 3
+SWEEP_PARALLEL ?= 2
 SWEEP_CHAPTERS := huh2020 orvieto2021 jastrzebski2020 duersch2024 buffelli2024
 sweep: setup
-	@$(VENV)/bin/curvnb sweep $(SWEEP_CHAPTERS) --seeds $(SWEEP_SEEDS)
+	@$(VENV)/bin/curvnb sweep $(SWEEP_CHAPTERS) --seeds $(SWEEP_SEEDS) --max-parallel $(SWEEP_PARALLEL)
 	@$(VENV)/bin/curvnb build
 
 # Headless Chromium for the rendered-book check (Debian packages; needs root or sudo).
