@@ -65,8 +65,8 @@ def panels(n: int, ncols: int | None = None, row_height: float = 2.6, **subplot_
 
 def _saved_box(fig):
     """``(bbox_inches, width_in)`` for saving ``fig`` as ``savefig`` would with the current settings,
-    after one draw without rendering (which runs the figure's layout engine): with ``savefig.bbox = "tight"`` the
-    padded tight box in inches, else ``None`` (the whole figure)."""
+    after one draw without rendering (which runs the figure's layout engine): with
+    ``savefig.bbox = "tight"`` the padded tight box in inches, else ``None`` (the whole figure)."""
     fig.draw_without_rendering()   # layout and text extents, no pixels
     pad = matplotlib.rcParams["savefig.pad_inches"]
     if matplotlib.rcParams["savefig.bbox"] != "tight":
@@ -150,15 +150,16 @@ def save_figure(fig, folder: Path, name: str) -> bytes:
     folder.mkdir(parents=True, exist_ok=True)
     box, width_in = _saved_box(fig)
     engine = fig.get_layout_engine()
-    if engine is not None and not isinstance(box, str):
-        fig.set_layout_engine("none")   # laid out by the draw above; savefig would run it again
+    pause = engine is not None and not isinstance(box, str)   # laid out by the draw above
+    if pause:
+        fig.set_layout_engine("none")   # else savefig would lay it out again, for each file
     try:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", bbox_inches=box)
         png = buffer.getvalue()
         fig.savefig(folder / f"{name}.pdf", bbox_inches=box)
     finally:
-        if engine is not None and not isinstance(box, str):
+        if pause:
             fig.set_layout_engine(engine)
     (folder / f"{name}.png").write_bytes(png)
     # What the book's legibility test reads: the smallest text as the reader sees it (the figure is

@@ -110,7 +110,11 @@ def _spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
 def why_not_pooled(runs: Sequence[Run], claim_id: str) -> str | None:
     """Why the units of ``claim_id`` over ``runs`` cannot be pooled (``None``: they can), after
     leaving out the runs not :func:`exchangeable` with the others."""
-    runs, _ = exchangeable(runs)
+    return _why_not(exchangeable(runs)[0], claim_id)
+
+
+def _why_not(runs: Sequence[Run], claim_id: str) -> str | None:
+    """:func:`why_not_pooled` for runs already :func:`exchangeable`."""
     records = [r.record(claim_id) for r in runs]
     if any(rec is None for rec in records):
         return "not every chapter seed reports this claim"
@@ -120,10 +124,10 @@ def why_not_pooled(runs: Sequence[Run], claim_id: str) -> str | None:
         return "a pre-engine record keeps no units"
     if records[0].get("statistic") == "value":
         return "a deterministic claim: reported per chapter seed, not pooled"
-    if records[0].get("statistic") == "custom" and declared_spec(runs, claim_id) is None:
-        return ("a custom statistic whose function is not the study's declared one (changed since these runs, "
-                "or not found): its units cannot be re-decided")
     if _spec(runs, claim_id) is None:
+        if records[0].get("statistic") == "custom":
+            return ("a custom statistic whose function is not the study's declared one (changed since these runs, "
+                    "or not found): its units cannot be re-decided")
         return "the records' specs differ (statistic, threshold, direction or unit)"
     if any(not rec.get("values") or rec["values"].get("design") != records[0]["values"].get("design")
            for rec in records):
@@ -137,10 +141,10 @@ def pool_claim(runs: Sequence[Run], claim_id: str) -> dict[str, Any]:
     and verdict after each added chapter seed (the narrowing), and the runs left out as not
     :func:`exchangeable` with the others (``left_out``: [seed, reason]). Raises ``ValueError`` with
     the reason when the units cannot be pooled (:func:`why_not_pooled`)."""
-    reason = why_not_pooled(runs, claim_id)
+    runs, left_out = exchangeable(runs)
+    reason = _why_not(runs, claim_id)
     if reason is not None:
         raise ValueError(f"claim {claim_id!r} cannot be pooled: {reason}")
-    runs, left_out = exchangeable(runs)
     records = [r.record(claim_id) for r in runs]
     spec = _spec(runs, claim_id)
     keys = _groups(records[0]["values"])
