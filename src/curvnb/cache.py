@@ -142,11 +142,17 @@ def compute_sources(fn: Callable[..., Any]) -> dict[str, str]:
         path = Path(file).resolve() if file and Path(file).is_file() else None
     if path is not None:
         return _digests(module, path)
+    return {f"<{module}.{getattr(fn, '__qualname__', '?')}>": source_sha256(fn)}
+
+
+def source_sha256(fn: Callable[..., Any]) -> str:
+    """SHA-256 of a function's own source (its code object's repr where it has none, e.g. a lambda
+    typed at a prompt)."""
     try:
-        source = inspect.getsource(fn).encode()
+        source = inspect.getsource(fn)
     except (OSError, TypeError):
-        source = repr(getattr(fn, "__code__", fn)).encode()
-    return {f"<{module}.{getattr(fn, '__qualname__', '?')}>": hashlib.sha256(source).hexdigest()}
+        source = repr(getattr(fn, "__code__", fn))
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 def write_entry(path: Path, value: Any) -> None:

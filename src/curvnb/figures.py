@@ -88,8 +88,7 @@ def smallest_text_px(fig, display_width_px: float = CONTENT_WIDTH_PX, *, width_i
     A chapter shows a figure at ``figure.dpi`` pixels per inch (:func:`figure_image`), scaled
     down to ``display_width_px`` when wider than that. ``width_in``: the saved image's width in
     inches, for a figure ``savefig`` has just drawn (skips drawing it again)."""
-    if width_in is None:
-        fig.canvas.draw()   # tick labels get their text only when drawn
+    if width_in is None:   # its draw also gives tick labels their text
         width_in = shown_width_in(fig)
     px_per_in = min(display_width_px / width_in, float(fig.get_dpi()))
     texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]

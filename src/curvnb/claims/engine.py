@@ -211,16 +211,11 @@ class Result:
 
 
 def function_sha256(function: Callable[..., Any]) -> str:
-    """SHA-256 of a custom statistic's source (its code object's repr where there is no source): a
-    record keeps it, so pooled units are re-decided only by the function that decided them."""
-    import hashlib
-    import inspect
+    """SHA-256 of a custom statistic's source (:func:`curvnb.cache.source_sha256`): a record keeps it,
+    so pooled units are re-decided only by the function that decided them."""
+    from curvnb.cache import source_sha256
 
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        source = repr(getattr(function, "__code__", function))
-    return hashlib.sha256(source.encode()).hexdigest()
+    return source_sha256(function)
 
 
 def threshold_text(spec: ClaimSpec) -> str:

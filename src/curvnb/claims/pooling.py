@@ -23,7 +23,7 @@ import importlib
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -88,9 +88,10 @@ def declared_spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
     spec = next((s for s in getattr(study, "SPECS", ()) if s.id == claim_id), None)
     if spec is None or spec.statistic != "custom":
         return None
+    declared = function_sha256(spec.function)
     for run in runs:
         rec = run.record(claim_id)
-        if (rec is None or rec.get("function_sha256") != function_sha256(spec.function)
+        if (rec is None or rec.get("function_sha256") != declared
                 or spec.direction != rec.get("direction") or spec.threshold != rec.get("threshold_value")
                 or spec.design != (rec.get("values") or {}).get("design")):
             return None
