@@ -162,6 +162,10 @@ def test_trace_density_and_errors():
     # full-length runs: every node with weight is (numerically) an exact eigenvalue
     dist = np.abs(nodes[..., None] - lam).min(-1)
     assert np.sum(weights * (dist < 1e-6 * np.abs(lam).max())) / 4 > 0.999
+    # a derived 64-bit seed (curvnb.seeds.derive) is taken whole: seeds that share their low 32 bits differ
+    big = [slq_nodes(CurvatureOperator(model, LOSS, (x, y)), num_runs=2, num_steps=4, seed=(k << 32) | 3)[0]
+           for k in (5, 6)]
+    assert not np.allclose(big[0], big[1])
     with pytest.raises(ValueError, match="max_params"):
         dense_hessian(model, LOSS, (x, y), max_params=10)
     with pytest.raises(ValueError, match="'LA'"):

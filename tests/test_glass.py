@@ -105,3 +105,29 @@ def test_rademacher_is_seeded_and_pm_one():
     assert torch.equal(a, b) and set(a.tolist()) == {-1.0, 1.0}
     assert abs(float(a.mean())) < 0.1
     assert loglog_slope([1, 10, 100], [1, 100, 10000]) == 2.0 or np.isclose(loglog_slope([1, 10, 100], [1, 100, 1e4]), 2.0)
+
+
+def test_gradient_variation_takes_given_directions_and_64_bit_seeds():
+    """Directions drawn by the caller (a chapter's declared stream) give exactly the seeded default; a
+    derived 64-bit seed is accepted; directions of the wrong size are refused."""
+    import pytest
+
+    from curvnb.seeds import cpu_generator
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g)
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).double()
+    P, sigmas, seed = 4 * 6 + 6 + 6 * 3 + 3, [1e-3, 1e-2], (7 << 32) | 5
+    loss_fn = torch.nn.CrossEntropyLoss()
+    default = gradient_variation(model, loss_fn, (x, y), sigmas, num_samples=3, seed=seed)
+    gen = cpu_generator(seed)
+    given = gradient_variation(model, loss_fn, (x, y), sigmas, directions=[
+        rademacher(P, generator=gen, dtype=torch.float64) for _ in range(3)])
+    assert default.keys() == given.keys()
+    for key in default:
+        np.testing.assert_array_equal(default[key], given[key])
+    other = gradient_variation(model, loss_fn, (x, y), sigmas, num_samples=3, seed=(8 << 32) | 5)
+    assert not np.array_equal(default["rho"], other["rho"])   # the chapter seed (high bits) matters
+    with pytest.raises(ValueError, match="directions"):
+        gradient_variation(model, loss_fn, (x, y), sigmas, directions=[torch.ones(P - 1, dtype=torch.float64)])

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from curvnb.curvature.operators import loss_and_grad
-from curvnb.curvature.params import flatten, trainable_parameters, unflatten_like
+from curvnb.curvature.params import trainable_parameters, unflatten_like
 from curvnb.seeds import cpu_generator
 
 __all__ = ["rademacher", "perturbed_gradients", "hessian_diagonal_samples", "glass_density_samples",
@@ -101,16 +101,26 @@ def glass_density_samples(g_plus: torch.Tensor, g_minus: torch.Tensor, g0: torch
 def gradient_variation(model: nn.Module, loss_fn: Callable, data: Any, sigmas: Sequence[float], *,
                        num_samples: int = 4, seed: int = 0, hessian_method: str = "abs",
                        groups: Sequence[tuple[str, slice]] | None = None,
-                       reduction: str | None = None) -> dict[str, np.ndarray]:
+                       reduction: str | None = None,
+                       directions: Sequence[torch.Tensor] | None = None) -> dict[str, np.ndarray]:
     """Mean gradient-difference statistics at each σ (the same ``num_samples`` Rademacher z for every σ).
 
     Returns arrays of shape ``(len(sigmas),)``: ``even`` = mean (ḡ − g₀)², ``odd`` = mean ((g₊ − g₋)/2)²,
     ``rho`` = mean glass density, ``hess`` = mean Hessian-diagonal sample, ``absgrad`` = mean |g₀|;
-    with ``groups`` (name, slice of the flat parameter vector) also ``<key>/<name>`` for the last three."""
-    P = sum(p.numel() for p in trainable_parameters(model))
-    dtype = trainable_parameters(model)[0].dtype
-    gen = cpu_generator(seed)
-    zs = [rademacher(P, generator=gen, dtype=dtype) for _ in range(num_samples)]
+    with ``groups`` (name, slice of the flat parameter vector) also ``<key>/<name>`` for the last three.
+    ``directions``: the z to use (e.g. drawn from a chapter's declared stream); by default
+    ``num_samples`` Rademacher vectors from ``seed`` (any 64-bit seed, :func:`curvnb.seeds.cpu_generator`)."""
+    params = trainable_parameters(model)
+    P = sum(p.numel() for p in params)
+    if directions is None:
+        gen = cpu_generator(seed)
+        zs = [rademacher(P, generator=gen, dtype=params[0].dtype, device=params[0].device) for _ in range(num_samples)]
+    else:
+        zs = list(directions)
+        if not zs or any(z.shape != (P,) for z in zs):
+            raise ValueError(f"directions must be a non-empty list of vectors of shape ({P},), one entry per "
+                             f"parameter; got shapes {[tuple(z.shape) for z in zs]}")
+    num_samples = len(zs)
     keys = ["even", "odd", "rho", "hess", "absgrad"] + [f"{k}/{n}" for n, _ in (groups or [])
                                                       for k in ("rho", "hess", "absgrad")]
     out = {k: np.zeros(len(sigmas)) for k in keys}

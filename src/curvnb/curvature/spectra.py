@@ -149,7 +149,7 @@ def slq_nodes(op: CurvatureOperator, num_runs: int = 10, num_steps: int = 80,
     """Stochastic Lanczos quadrature nodes and weights, shape (num_runs, m) each (weights sum to 1 per run)."""
     nodes, weights = [], []
     for r in range(num_runs):
-        v = random_unit_vector(op.shape[0], dtype=op.dtype, device=op.device, seed=seed * 100003 + r,
+        v = random_unit_vector(op.shape[0], dtype=op.dtype, device=op.device, seed=(seed * 100003 + r) % 2**64,
                                rademacher=True)
         theta, tau = lanczos_tridiagonal(op.matvec, v, num_steps)
         m = min(num_steps, op.shape[0])

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from curvnb.config import single_thread
 from curvnb.curvature import hvp, loss_and_grad
-from curvnb.curvature.glass import (GLASS_LOSS_COEFFICIENT, glass_density_samples, hessian_diagonal_samples,
-                                    kernel_averaged_gradient, loglog_slope, perturbed_gradients, rademacher)
+from curvnb.curvature.glass import (GLASS_LOSS_COEFFICIENT, gradient_variation, loglog_slope, perturbed_gradients,
+                                    rademacher)
 from curvnb.data import load_digits_split
 from curvnb.optim.alice import Alice, HeavyBallAlice
 from curvnb.seeds import declare_streams, seed_torch
@@ -256,29 +256,6 @@ def parallel_map(fn: Callable[..., Any], jobs: list[dict], config: Config, devic
 
 
 # --------------------------------------------------------------------------- curvature measurements
-def _variation(model: nn.Sequential, data, sigmas, zs: list[torch.Tensor], groups=None) -> dict[str, np.ndarray]:
-    """:func:`curvnb.curvature.glass.gradient_variation` with the Rademacher ``zs`` given (drawn from a
-    declared stream: that function seeds its own 32-bit generator, which chapter seeds would share)."""
-    loss_fn = nn.CrossEntropyLoss()
-    keys = ["even", "odd", "rho", "hess", "absgrad"] + [f"{k}/{n}" for n, _ in (groups or [])
-                                                      for k in ("rho", "hess", "absgrad")]
-    out = {k: np.zeros(len(sigmas)) for k in keys}
-    for i, sigma in enumerate(sigmas):
-        for z in zs:
-            r = perturbed_gradients(model, loss_fn, data, float(sigma), z)
-            even = kernel_averaged_gradient(r["g_plus"], r["g_minus"]) - r["g0"]
-            rho = glass_density_samples(r["g_plus"], r["g_minus"], r["g0"], sigma)
-            hess = hessian_diagonal_samples(r["g_plus"], r["g_minus"], sigma)
-            parts = {"even": even.square(), "odd": (0.5 * (r["g_plus"] - r["g_minus"])).square(), "rho": rho,
-                     "hess": hess, "absgrad": r["g0"].abs()}
-            for key, v in parts.items():
-                out[key][i] += float(v.mean()) / len(zs)
-            for name, sl in groups or []:
-                for key in ("rho", "hess", "absgrad"):
-                    out[f"{key}/{name}"][i] += float(parts[key][sl].mean()) / len(zs)
-    return out
-
-
 def run_scaling(config: Config, model: nn.Sequential, data, gen: torch.Generator) -> dict:
     """Even/odd gradient differences vs σ, the Hessian prediction of the odd part, per-layer values at
     σ_ref; the Rademacher draws come from ``gen`` (the same z at every σ)."""
@@ -286,10 +263,11 @@ def run_scaling(config: Config, model: nn.Sequential, data, gen: torch.Generator
     dtype, dev = next(model.parameters()).dtype, next(model.parameters()).device
     zs = [rademacher(P, generator=gen, dtype=dtype, device=dev) for _ in range(2 * config.scaling_samples)]
     scan, refs = zs[:config.scaling_samples], zs[config.scaling_samples:]
-    out = _variation(model, data, config.sigmas, scan)
+    out = gradient_variation(model, nn.CrossEntropyLoss(), data, config.sigmas, directions=scan)
     # E[(Hz)²] with the same z as the σ scan
     out["hz2"] = float(np.mean([float(hvp(model, nn.CrossEntropyLoss(), data, z).square().mean()) for z in scan]))
-    ref = _variation(model, data, [config.sigma_ref], refs, groups=layer_slices(model))
+    ref = gradient_variation(model, nn.CrossEntropyLoss(), data, [config.sigma_ref], directions=refs,
+                             groups=layer_slices(model))
     out["ref"] = {k: float(v[0]) for k, v in ref.items()}
     return out
 
@@ -416,7 +394,7 @@ def curvature_seed(config: Config, *, device: torch.device, seed: int, k: int) -
         gen = STREAMS.torch(seed, "curv-probe", k)
         zs = [rademacher(sum(p.numel() for p in long.parameters()), generator=gen, dtype=torch.float64, device=device)
               for _ in range(config.scaling_samples)]
-        scaling["relu (long)"] = _variation(long, data, config.sigmas, zs)
+        scaling["relu (long)"] = gradient_variation(long, nn.CrossEntropyLoss(), data, config.sigmas, directions=zs)
         out.update(scaling=scaling, line=line, pretrain_loss=pre_loss)
     return out
 

@@ -26,7 +26,7 @@ re-exported here.
 
 from curvnb.studies.jastrzebski2020.compute import (ALPHA_GRID, Config, DATASETS, EOS_LOSSES, HalfSquaredError,
                                                     MODELS, PROFILES, STREAMS, accuracy_probe, combine,
-                                                    covariance_probe, eos_loss_fn, epochs_for, int_seed, load_data,
+                                                    covariance_probe, eos_loss_fn, epochs_for, load_data,
                                                     make_model, overshoot_probe, probes_for, run, run_eos, run_seed,
                                                     run_sgd, run_specs, top_hessian_probe)
 from curvnb.studies.jastrzebski2020.measures import (EOS_BAND, EOS_IN_BAND, EOS_LOSS_DROP, EOS_MEDIAN,

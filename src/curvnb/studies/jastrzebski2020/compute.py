@@ -30,14 +30,6 @@ STREAMS = declare_streams("jastrzebski2020", {"init": ("test", 64), "probe-subse
                                               "batches": ("test", 64), "lanczos": ("test", 64)})
 
 
-def int_seed(chapter_seed: int, stream: str, unit: int) -> int:
-    """A 31-bit integer seed drawn from the declared stream, for library calls that take an ``int`` seed
-    and seed a torch CPU generator with it (``curvnb.train.train``'s batch order, the Lanczos start
-    vector): torch keeps only the low 32 bits of a seed, which the stream seed shares across chapter
-    seeds, so those calls get a value drawn from the stream's own 64-bit generator instead."""
-    return int(STREAMS.numpy(chapter_seed, stream, unit).integers(2**31))
-
-
 DATASETS = ("mnist1d", "cifar10")
 MODELS = ("cnn1d", "simplecnn")
 EOS_LOSSES = ("mse", "cross_entropy")
@@ -324,7 +316,7 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
     early = [int(round(probe_every * i / (config.early_probes + 1))) for i in range(1, config.early_probes + 1)]
     step_batch = (hess_data[0][:spec["batch_size"]], hess_data[1][:spec["batch_size"]])
     probes = {"hessian": top_hessian_probe(loss_fn, hess_data, k=config.hessian_k, tol=config.hessian_tol,
-                                           seed=int_seed(seed, "lanczos", unit)),
+                                           seed=STREAMS.seed(seed, "lanczos", unit)),
               "covariance": covariance_probe(loss_fn, cov_data, cutoff=config.cov_cutoff,
                                              float64=spec.get("cov_float64", True)),
               "test": accuracy_probe(loss_fn, (xte, yte))}
@@ -336,7 +328,7 @@ def run_sgd(config: Config, *, device: torch.device, seed: int, spec: dict[str, 
         probe_when["alpha_star"] = lambda step: step <= alpha_until
     history = train(model, opt, loss_fn, (xtr, ytr), steps=spec["epochs"] * steps_per_epoch,
                     batch_size=spec["batch_size"], probe_every=probe_every, probe_at=[s for s in early if s > 0],
-                    probes=probes, probe_when=probe_when, seed=int_seed(seed, "batches", unit), probe_data=hess_data,
+                    probes=probes, probe_when=probe_when, seed=STREAMS.seed(seed, "batches", unit), probe_data=hess_data,
                     progress=progress, description=f"seed {seed}, unit {unit}: {spec['label']}",
                     checkpoint=_checkpoint_path(config, seed, unit, device, spec["label"]))
     out = {**spec, **_arrays(history, steps_per_epoch)}
@@ -357,7 +349,7 @@ def run_eos(config: Config, *, device: torch.device, seed: int, data=None, progr
     seed_torch(STREAMS.seed(seed, "init", unit))
     model = make_model(config, x).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=config.eos_lr)
-    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=int_seed(seed, "lanczos", unit))
+    hessian = top_hessian_probe(loss_fn, (x, y), k=1, tol=config.hessian_tol, seed=STREAMS.seed(seed, "lanczos", unit))
     history = train(model, opt, loss_fn, (x, y), steps=config.eos_steps, batch_size=len(x),  # full batch: no order
                     probe_every=config.eos_probe_every, probe_data=(x, y), seed=0, progress=progress,
                     probes={"hessian": hessian}, description=f"seed {seed}, unit {unit}: GD η={config.eos_lr:g}",

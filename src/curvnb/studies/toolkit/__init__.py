@@ -16,7 +16,7 @@ cached computations) and :mod:`curvnb.studies.toolkit.report` (claims, figures, 
 compute part only (:func:`curvnb.cache.compute_sources`). Every public name of both is re-exported here.
 """
 
-from curvnb.studies.toolkit.compute import (Config, DT, MAX_PROBE_SEEDS, PROFILES, STREAMS, library_seed, make_model, run,
+from curvnb.studies.toolkit.compute import (Config, DT, MAX_PROBE_SEEDS, PROFILES, STREAMS, make_model, run,
                                             slq_wasserstein)
 from curvnb.studies.toolkit.report import (GRADIENT_COVARIANCE, HUTCHINSON_COVERAGE, HUTCHINSON_PROBES, HUTCHINSON_Z,
                                            HVP_VS_DENSE, ITERABLE_DATA, LANCZOS_RESIDUAL, LANCZOS_TOP_K, NTK_EXPLICIT,

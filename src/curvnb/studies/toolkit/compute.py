@@ -29,12 +29,6 @@ STREAMS = declare_streams("toolkit", {"data": ("test", 1), "init": ("test", 1), 
                                       "probe": ("test", MAX_PROBE_SEEDS)})
 
 
-def library_seed(chapter_seed: int, stream: str, unit: int = 0) -> int:
-    """A 31-bit integer seed drawn from the declared stream, for library calls that take an ``int``
-    seed (and seed a torch generator with it, which keeps 32 bits)."""
-    return int(STREAMS.numpy(chapter_seed, stream, unit).integers(2**31))
-
-
 @dataclass(frozen=True)
 class Config:
     hidden: int = 16             # 64-hidden-10 tanh MLP: P = 65·hidden + (hidden+1)·10
@@ -80,7 +74,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _train(config: Config, *, device: torch.device, seed: int):
     """The digits subset and the MLP trained on it (full-batch Adam): the point the analyses look at."""
-    x, y, _, _ = load_digits_split(seed=library_seed(seed, "data"), dtype=DT, device=device)
+    x, y, _, _ = load_digits_split(seed=STREAMS.seed(seed, "data"), dtype=DT, device=device)
     x, y = x[: config.num_train], y[: config.num_train]
     model = make_model(config.hidden, seed).to(device)
     loss_fn = nn.CrossEntropyLoss()
@@ -117,25 +111,25 @@ def _spectra(config: Config, model, loss_fn, batches, H: torch.Tensor, seed: int
     (with the same probes on the dense Hessian, probe for probe), and both estimators over independent
     probe seeds on the dense Hessian."""
     res = hessian_eigenvalues(model, loss_fn, batches, k=config.top_k, tol=config.tol,
-                             seed=library_seed(seed, "lanczos"))
+                             seed=STREAMS.seed(seed, "lanczos"))
     out["lanczos"] = {"eigenvalues": res.eigenvalues.cpu().numpy(), "residuals": res.residuals.cpu().numpy(),
                       "converged": res.converged, "num_matvecs": res.num_matvecs}
     op = CurvatureOperator(model, loss_fn, batches)
-    start = random_unit_vector(out["P"], dtype=DT, device=H.device, seed=library_seed(seed, "lanczos"))
+    start = random_unit_vector(out["P"], dtype=DT, device=H.device, seed=STREAMS.seed(seed, "lanczos"))
     alphas, betas = lanczos_coefficients(op.matvec, start, config.ritz_steps)
     out["ritz"] = {"alphas": alphas, "betas": betas}
     nodes, weights = slq_nodes(op, num_runs=config.slq_runs, num_steps=config.slq_steps,
-                               seed=library_seed(seed, "slq"))
+                               seed=STREAMS.seed(seed, "slq"))
     out["slq"] = {"nodes": nodes, "weights": weights}
-    est, se, samples = operator_trace(op, config.hutchinson_samples, seed=library_seed(seed, "hutchinson"),
+    est, se, samples = operator_trace(op, config.hutchinson_samples, seed=STREAMS.seed(seed, "hutchinson"),
                                       return_samples=True)
     dense = MatrixOperator(H)
     _, _, dense_samples = operator_trace(dense, config.hutchinson_samples,
-                                         seed=library_seed(seed, "hutchinson"), return_samples=True)
+                                         seed=STREAMS.seed(seed, "hutchinson"), return_samples=True)
     out["hutchinson"] = {"estimate": est, "standard_error": se, "samples": samples,
                          "same_probes_rel_error": float(np.max(np.abs(samples - dense_samples))
                                                         / np.max(np.abs(dense_samples)))}
-    probe_seeds = [library_seed(seed, "probe", unit) for unit in range(config.probe_seeds)]
+    probe_seeds = [STREAMS.seed(seed, "probe", unit) for unit in range(config.probe_seeds)]
     w1, z = [], []
     for s in probe_seeds:
         nodes_s, weights_s = slq_nodes(dense, num_runs=config.slq_runs, num_steps=config.slq_steps, seed=s)
