@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.curvnb-installed
 PROFILE ?= quick
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test browser bench sweep clean
+.PHONY: setup book test browser bench coverage sweep clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ bench: setup
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/curvature.py
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/exact_gauss_newton.py
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/natural_gradient.py
+
+# Coverage of every bootstrapped claim's interval at its quick-profile unit count, by simulation on the
+# book's own units (needs `make book` first); writes benchmarks/results/coverage.{json,md}, which the tests check.
+coverage: setup
+	@OMP_NUM_THREADS=1 $(PY) -m curvnb.claims.coverage
 
 clean:
 	rm -rf _build

@@ -32,11 +32,13 @@ def test_smoke_run_findings(executed_chapter):
 
 
 def test_units_follow_the_method():
-    """Units come from the profile, fixed before the run; the full profile reaches what the
-    bootstrap of two paired medians needs, quick does not (its findings are inconclusive by construction)."""
+    """Units come from the profile, fixed before the run from the method: the quick and full profiles
+    reach what the bootstrap of two paired medians needs (smoke does not: inconclusive by construction)."""
     need = max(spec.min_units() for spec in s.SPECS)
     assert need == 8
-    assert len(s.unit_lists(s.PROFILES["full"])[0]) >= need
+    for profile in ("quick", "full"):
+        assert len(s.unit_lists(s.PROFILES[profile])[0]) >= need, profile
+    assert len(s.unit_lists(SMOKE)[0]) < need
     assert len(s.unit_lists(s.PROFILES["quick"])[0]) == s.PROFILES["quick"].seeds
 
 

@@ -97,9 +97,9 @@ def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_co
     pooled units when its function's source is the one the records name, and is refused otherwise."""
     from curvnb.studies import orvieto2021 as study
 
-    spec = next(s for s in study.SPECS if s.id == "rescaling-adam")
-    rng = np.random.default_rng(1)   # fixed synthetic hitting steps at three loss scales: arithmetic, not luck
-    data = [[100 + rng.integers(0, 20, size=5).astype(float) for _ in range(3)] for _ in range(3)]
+    spec = next(s for s in study.SPECS if s.id == "relu-collapse-drop")
+    rng = np.random.default_rng(1)   # fixed synthetic log-gradients of six groups: arithmetic, not luck
+    data = [[rng.normal(-g / 3, 1.0, size=5) for g in range(6)] for _ in range(3)]
     meta = {**META, "chapter": "orvieto2021"}
     runs = [Run(s, meta, [evaluate(spec, *groups, seed=s).record("quick")]) for s, groups in enumerate(data, 1)]
     pooled = pool_claim(runs, spec.id)
@@ -107,7 +107,7 @@ def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_co
     keys = _groups(values[0])
     want = evaluate(spec, *(np.concatenate([np.asarray(v[k]) for v in values]) for k in keys),
                     seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
-    assert len(keys) == 3 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
+    assert len(keys) == 6 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
     # groups keep the statistic's order past ten (g10 after g9, not after g1): gradient-slope has fifteen
     assert _groups({f"g{i}": [] for i in (10, 2, 0, 11, 1)} | {"design": "paired"}) == ["g0", "g1", "g2", "g10", "g11"]
     assert all(r.record(spec.id)["function_sha256"] == function_sha256(spec.function) for r in runs)

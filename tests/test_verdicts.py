@@ -195,3 +195,34 @@ def test_band_claims_say_where_the_estimate_lies():
     assert rec["verdict"] == "inconclusive" and rec["side"] == "other"
     assert "inside 0 ± 0.5, the interval crosses its edge" in claims_table_html([rec])
     assert "with: 90.1, 89.5" in claims_table_html([rec])
+
+
+def test_simultaneous_interval_of_a_custom_statistic():
+    """A custom statistic of three medians decided by its range over their simultaneous exact intervals."""
+    import numpy as np
+
+    from curvnb.claims import ClaimSpec, evaluate
+    from curvnb.stats import simultaneous_intervals
+
+    def span(*g):
+        m = np.stack([np.median(x, axis=-1) for x in g])
+        return m.max(0) - m.min(0)
+
+    def span_bounds(lower, upper):
+        return max(0.0, lower.max() - upper.min()), upper.max() - lower.min()
+
+    spec = ClaimSpec(id="span", statement="three medians agree", statistic="custom", direction="less", threshold=5.0,
+                     function=span, design="paired", method="simultaneous-order-statistic", bounds=span_bounds, groups=3)
+    groups = [np.arange(20.0), np.arange(20.0) + 1, np.arange(20.0) + 2]
+    res = evaluate(spec, *groups)
+    lower, upper = simultaneous_intervals(groups, spec.method)
+    assert res.estimate == 2.0 and res.interval == span_bounds(lower, upper)
+    assert res.interval[0] == 0.0 and res.verdict == "inconclusive"   # 0 ≤ span ≤ upper end, which exceeds 5
+    assert evaluate(spec, *(g[:6] for g in groups)).reason.startswith("6 seeds are too few")   # 7 needed
+    record = res.record("quick")
+    assert record["method"] == "simultaneous-order-statistic" and "bounds_sha256" in record
+    for bad in (dict(bounds=None), dict(groups=None), dict(statistic="median", function=None, design=None)):
+        with pytest.raises(ValueError, match="simultaneous|bounds|method"):
+            ClaimSpec(**{**spec.__dict__, **bad})
+    with pytest.raises(ValueError, match="bounds= is for"):
+        ClaimSpec(**{**spec.__dict__, "method": None})

@@ -36,7 +36,11 @@ Interval = tuple[float, float]
 LEVEL = 0.95
 UNBOUNDED: Interval = (-math.inf, math.inf)
 BOOTSTRAP_MIN_UNITS = 8   # per group: percentile bootstrap of two groups' medians within 93-97 % from 8 on
-METHODS = ("deterministic", "order-statistic", "student-t", "welch", "clopper-pearson", "bootstrap")
+#: Intervals of several groups' medians or proportions that hold together (Bonferroni over exact
+#: intervals), for statistics that are functions of them; the statistic's interval is its range over
+#: the box they span (exact and conservative, whatever the dependence between groups).
+SIMULTANEOUS = ("simultaneous-order-statistic", "simultaneous-clopper-pearson")
+METHODS = ("deterministic", "order-statistic", "student-t", "welch", "clopper-pearson", "bootstrap") + SIMULTANEOUS
 
 
 def _check_level(level: float) -> None:
@@ -153,11 +157,34 @@ def bootstrap(groups: Sequence[Sequence[float]], statistic: Callable[..., np.nda
     return (float(lo), float(hi)) if np.ndim(lo) == 0 else (lo, hi)
 
 
+def simultaneous_intervals(groups: Sequence[Sequence[float]], method: str,
+                           level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)``, one entry per group (first axis; leading batch axes of the groups after it):
+    each group's median (``"simultaneous-order-statistic"``: exact order statistics) or proportion
+    (``"simultaneous-clopper-pearson"``: 0/1 values, one group per row, no batch axes) at level
+    1 − (1 − ``level``)/k for k groups, so that all k intervals contain their true values at once with
+    probability ≥ ``level`` (Bonferroni: whatever the dependence between groups, e.g. paired units)."""
+    _check_level(level)
+    k = len(groups)
+    each = 1.0 - (1.0 - level) / k
+    if method == "simultaneous-order-statistic":
+        ends = [quantile_interval(g, level=each) for g in groups]
+    elif method == "simultaneous-clopper-pearson":
+        arrays = [_finite(g, "a proportion") for g in groups]
+        if any(a.ndim != 1 or not np.all((a == 0) | (a == 1)) for a in arrays):
+            raise ValueError("simultaneous-clopper-pearson takes one row of 0/1 values per group")
+        ends = [clopper_pearson(int(a.sum()), a.size, each) for a in arrays]
+    else:
+        raise ValueError(f"unknown simultaneous method {method!r}; known: {SIMULTANEOUS}")
+    return np.stack([np.asarray(e[0], float) for e in ends]), np.stack([np.asarray(e[1], float) for e in ends])
+
+
 def min_units(method: str, *, q: float = 0.5, level: float = LEVEL, threshold: float | None = None,
-              direction: str | None = None) -> int:
+              direction: str | None = None, groups: int = 1) -> int:
     """Fewest units (per group) with which ``method`` can decide a claim at ``level``.
 
     ``order-statistic``: the smallest n whose ranks reach the level (6 for a median at 95 %);
+    ``simultaneous-order-statistic``: the same for each of ``groups`` medians at the Bonferroni level;
     ``student-t``/``welch``: 2; ``bootstrap``: :data:`BOOTSTRAP_MIN_UNITS` (coverage checked by
     simulation from there on); ``clopper-pearson``: the smallest n whose all-success (claim
     ``greater``) or no-success (claim ``less``) interval excludes ``threshold``."""
@@ -168,11 +195,14 @@ def min_units(method: str, *, q: float = 0.5, level: float = LEVEL, threshold: f
         return 2
     if method == "bootstrap":
         return BOOTSTRAP_MIN_UNITS
-    if method == "order-statistic":
+    if method in ("order-statistic", "simultaneous-order-statistic"):
+        each = level if method == "order-statistic" else 1.0 - (1.0 - level) / groups
         n = 1
-        while order_statistic_ranks(n, q, level) is None:
+        while order_statistic_ranks(n, q, each) is None:
             n += 1
         return n
+    if method == "simultaneous-clopper-pearson":
+        return 1
     if method == "clopper-pearson":
         if threshold is None or not 0.0 < threshold < 1.0 or direction not in ("greater", "less"):
             raise ValueError("a proportion needs a threshold in (0, 1) and direction 'greater' or 'less'")

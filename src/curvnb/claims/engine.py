@@ -89,6 +89,10 @@ class ClaimSpec:
     design: str | None = None
     changed: str = ""   # anchor on the book's Changes page when this claim's rule changed ("" otherwise)
     labels: tuple[str, ...] = ()   # names of the groups a, b for readers ("GN", "Adam")
+    # a custom statistic of k groups' medians or proportions with method="simultaneous-…": bounds(lower,
+    # upper) → the statistic's (lo, hi) over the box of the groups' simultaneous intervals
+    bounds: Callable[..., Any] | None = field(default=None, compare=False)
+    groups: int | None = None
 
     def __post_init__(self) -> None:
         bad = lambda msg: ValueError(f"claim {self.id!r}: {msg}")  # noqa: E731
@@ -112,6 +116,12 @@ class ClaimSpec:
             raise bad("'exact' is for deterministic values; use 'agreement' for a statistic")
         object.__setattr__(self, "labels", tuple(self.labels))
         allowed = (self.definition.method,) if self.definition.design == "deterministic" else (self.definition.method, "bootstrap")
+        if self.method in stats.SIMULTANEOUS:
+            if self.statistic != "custom" or self.bounds is None or not (self.groups or 0) >= 1:
+                raise bad(f"method {self.method!r} needs statistic='custom', bounds= and groups=")
+            allowed = stats.SIMULTANEOUS
+        elif self.bounds is not None:
+            raise bad("bounds= is for the simultaneous methods")
         if self.method is not None and self.method not in allowed:
             raise bad(f"method {self.method!r} does not fit statistic {self.statistic!r}")
         if self.definition.method == "clopper-pearson" and self.direction in ("greater", "less") \
@@ -145,7 +155,8 @@ class ClaimSpec:
         """Units (per group) the interval method needs before it can decide (from the method)."""
         if self.interval_method == "clopper-pearson" and self.direction not in ("greater", "less"):
             return 1   # a band around a proportion: no all-success argument, any n can decide
-        return stats.min_units(self.interval_method, threshold=self.threshold, direction=self.direction)
+        return stats.min_units(self.interval_method, threshold=self.threshold, direction=self.direction,
+                               groups=self.groups or 1)
 
 
 def decide(direction: str, threshold: float, delta: float | None, lo: float, hi: float) -> str:
@@ -207,7 +218,8 @@ class Result:
                 "units_to_decide": self.units_to_decide, "reason": self.reason,
                 "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed,
                 "labels": list(s.labels),
-                **({"function_sha256": function_sha256(s.function)} if s.statistic == "custom" else {})}
+                **({"function_sha256": function_sha256(s.function)} if s.statistic == "custom" else {}),
+                **({"bounds_sha256": function_sha256(s.bounds)} if s.bounds is not None else {})}
 
 
 def function_sha256(function: Callable[..., Any]) -> str:
@@ -278,8 +290,11 @@ def evaluate(spec: ClaimSpec, *data: Any, seed: int | None = None, detail: dict[
         reason = (f"{n} {_plural(spec.unit, n)} are too few for a 95 % {method} interval "
                   f"(it needs at least {need}): inconclusive by construction")
     elif method == "bootstrap":
-        statistic = st.estimator if st.per_unit is None else (lambda *g: st.estimator(st.per_unit(*g)))
-        lo, hi = stats.bootstrap(arrays, statistic, seed=seed, paired=st.design == "paired")
+        lo, hi = stats.bootstrap(arrays, bootstrap_statistic(spec), seed=seed, paired=st.design == "paired")
+    elif method in stats.SIMULTANEOUS:
+        if len(arrays) != spec.groups:
+            raise ValueError(f"claim {spec.id!r}: declared {spec.groups} groups, got {len(arrays)}")
+        lo, hi = (float(v) for v in spec.bounds(*stats.simultaneous_intervals(arrays, method)))
     elif method == "order-statistic":
         lo, hi = stats.quantile_interval(per_unit[0])
     elif method == "student-t":
@@ -295,6 +310,13 @@ def evaluate(spec: ClaimSpec, *data: Any, seed: int | None = None, detail: dict[
     todecide = _units_to_decide(spec, estimate, interval, per_unit, n, need) if verdict == "inconclusive" else None
     return Result(spec, estimate, interval, verdict, n, values, _side(spec, estimate), _found(spec, estimate),
                   todecide, reason, detail)
+
+
+def bootstrap_statistic(spec: ClaimSpec) -> Callable[..., Any]:
+    """The statistic the bootstrap resamples for ``spec``: its groups' arrays (units on the last axis)
+    → the estimate, vectorised over leading axes (per-unit reductions applied first)."""
+    st = spec.definition
+    return st.estimator if st.per_unit is None else (lambda *g: st.estimator(st.per_unit(*g)))
 
 
 def _found(spec: ClaimSpec, estimate: float) -> str | None:

@@ -91,7 +91,8 @@ def declared_spec(runs: Sequence[Run], claim_id: str) -> ClaimSpec | None:
     declared = function_sha256(spec.function)
     for run in runs:
         rec = run.record(claim_id)
-        if (rec is None or rec.get("function_sha256") != declared
+        if (rec is None or rec.get("function_sha256") != declared or spec.interval_method != rec.get("method")
+                or rec.get("bounds_sha256") != (function_sha256(spec.bounds) if spec.bounds is not None else None)
                 or spec.direction != rec.get("direction") or spec.threshold != rec.get("threshold_value")
                 or spec.design != (rec.get("values") or {}).get("design")):
             return None

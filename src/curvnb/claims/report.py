@@ -22,7 +22,9 @@ COLOURS = {"reproduced": "#0072B2", "not reproduced": "#D55E00", "inconclusive":
 SMOKE_NOTE = "smoke test run — not evidence"
 CHANGES_PAGE = "changes"   # the book's Changes appendix page (book/changes.md)
 METHOD_WORDS = {"order-statistic": "exact order statistics", "student-t": "Student t", "welch": "Welch t",
-                "clopper-pearson": "exact binomial", "bootstrap": "bootstrap", "deterministic": "deterministic"}
+                "clopper-pearson": "exact binomial", "bootstrap": "bootstrap", "deterministic": "deterministic",
+                "simultaneous-order-statistic": "simultaneous exact intervals of the medians",
+                "simultaneous-clopper-pearson": "simultaneous exact binomial intervals"}
 _MUTED = 'style="color:#555;font-size:0.9em"'
 
 

@@ -196,7 +196,9 @@ def registration_markdown(results: dict) -> str:
         f"sat at the top of their grids, which moved up half a decade. First answers (old settings): {first}. "
         "Since then every random draw comes from the book's seed streams (chapter seed, stream, unit), so every "
         "result below is on seeds no earlier run used, rate selection on its own selection streams; the answers "
-        "have three values (yes / no / inconclusive) and honest 95 % intervals. "
+        "have three values (yes / no / inconclusive) and honest 95 % intervals. The quick profile runs "
+        f"{PROFILES['quick'].seeds} seeds, the fewest with which that interval can decide (until then it ran three, "
+        "and every finding was inconclusive by construction). "
         + (f"The claims table links each revised finding to its entry on the book's Changes page "
            f"({', '.join(changed)})." if changed else ""))
 

@@ -1,0 +1,73 @@
+"""The bootstrap-coverage simulation (curvnb.claims.coverage): its machinery on cases with a known
+answer, one real coverage check at the engine's smallest unit count, and the stored results of the
+chapters' own bootstrapped claims (in the band, for the statistics and profiles that exist now)."""
+import json
+
+import numpy as np
+import pytest
+
+from curvnb.claims import ClaimSpec
+from curvnb.claims import coverage
+
+RATIO = ClaimSpec(id="ratio", statement="a ratio of paired medians below 1", statistic="ratio_of_medians_paired",
+                  direction="less", threshold=1.0)
+
+
+def test_a_population_without_spread_is_always_covered_with_zero_width():
+    res = coverage.population_coverage(RATIO, [np.full(20, 2.0), np.full(20, 4.0)], n_units=8, repetitions=50,
+                                       resamples=100)
+    assert res["truth"] == 0.5 and res["coverage"] == 1.0 and res["median_width"] == 0.0
+    assert res["repetitions"] == 50 and res["n_units"] == 8 and res["design"] == "paired" and res["groups"] == 2
+
+
+def test_refuses_what_it_cannot_simulate():
+    median = ClaimSpec(id="m", statement="a median above 0", statistic="median", direction="greater")
+    with pytest.raises(ValueError, match="not one of"):
+        coverage.population_coverage(median, [np.arange(10.0)])
+    with pytest.raises(ValueError, match="fewer than its interval needs"):
+        coverage.population_coverage(RATIO, [np.arange(1.0, 11.0), np.arange(1.0, 11.0)], n_units=5)
+    with pytest.raises(ValueError, match="paired population"):
+        coverage.population_coverage(RATIO, [np.arange(1.0, 11.0), np.arange(1.0, 12.0)])
+
+
+def test_paired_ratio_of_medians_covers_at_eight_units():
+    """The engine's smallest bootstrap unit count, 2,000 repetitions from a known (large) population:
+    within the band the engine's bootstrap is held to."""
+    rng = np.random.default_rng(11)
+    a = rng.lognormal(0.0, 1.0, 20_000)
+    b = 0.5 * a + rng.lognormal(0.0, 1.0, 20_000)
+    res = coverage.population_coverage(RATIO, [a, b], n_units=8, resamples=500, seed=3)
+    assert res["repetitions"] == 2000
+    assert coverage.BAND[0] <= res["coverage"] <= coverage.BAND[1], res
+
+
+def test_stored_chapter_coverage_is_in_band_and_current():
+    """``benchmarks/results/coverage.json`` (``python -m curvnb.claims.coverage``): every bootstrapped
+    claim the chapters declare was simulated at its quick-profile unit count, with the statistic and
+    the profile that exist now, and covers within the band."""
+    import importlib
+
+    path = coverage.RESULTS / "coverage.json"
+    results = json.loads(path.read_text())
+    assert results["repetitions"] >= 2000 and results["band"] == list(coverage.BAND)
+    stored = {(r["chapter"], r["id"]): r for r in results["claims"]}
+    for chapter in {c for c, _ in stored}:
+        study = importlib.import_module(f"curvnb.studies.{chapter}")
+        declared = {s.id: s for s in study.SPECS if coverage.simulated(s)}
+        assert set(declared) == {i for c, i in stored if c == chapter}, chapter
+        for fid, spec in declared.items():
+            r = stored[(chapter, fid)]
+            assert r["spec_sha256"] == coverage.spec_sha256(spec), f"{chapter}/{fid}: statistic changed: re-simulate"
+            assert r["profile_sha256"] == coverage.profile_sha256(chapter), f"{chapter}: profile changed: re-simulate"
+            if r["coverage"] is None:
+                assert r["n_units"] < spec.min_units()
+            else:
+                assert r["n_units"] >= spec.min_units() and r["repetitions"] >= 2000
+                assert r["method"] == spec.interval_method
+                assert coverage.acceptable(r["coverage"], r["method"]), (chapter, fid, r["coverage"])
+    # every chapter with a bootstrapped claim is in the file
+    for chapter in ("intro", "toolkit", "huh2020", "orvieto2021", "jastrzebski2020", "duersch2024",
+                    "buffelli2024", "atlas"):
+        study = importlib.import_module(f"curvnb.studies.{chapter}")
+        if any(coverage.simulated(s) for s in getattr(study, "SPECS", ())):
+            assert any(c == chapter for c, _ in stored), chapter
