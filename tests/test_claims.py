@@ -52,6 +52,9 @@ def test_scorecard_aggregates_chapters(tmp_path):
     assert md.count(">holds</span>") == 1
     assert "✅" not in md and "❌" not in md          # no emoji font needed
     assert "table-layout:fixed" in md                 # wraps instead of scrolling sideways
+    # on a phone the header row is hidden: each count cell names its column (curvnb.css shows it)
+    assert md.count('data-label="paper claims"') == md.count('data-label="self-checks"') == 2
+    assert md.count('data-label="findings"') == 2
     assert "Run: quick profile, seed 0, cpu, torch 2.13.0, 2026-12-01." in md
     reordered = scorecard_markdown(tmp_path, {"two": "Chapter Two", "one": "Chapter One"})
     assert reordered.index("## Chapter Two") < reordered.index("## Chapter One")

@@ -244,6 +244,7 @@ def test_robustness_page_gives_each_seeds_verdict_and_the_spread():
     assert "3 seed(s): 0, 1, 2; device(s): cpu" in page and "same units code" in page
     assert page.count("<circle") == 3 and "log scale" in page
     assert "not pooled: a pre-engine record keeps no units" in page   # fake_output's records are format 2
+    assert 'data-label="verdict per chapter seed"' in page and 'data-label="pooled over chapter seeds"' in page
     empty = robustness_markdown([])
     assert "No sweep results yet" in empty and "curvnb sweep intro toolkit --num-seeds 3" in empty
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from curvnb.claims import COLOURS, KINDS, format_value, record_verdict, verdict
 from curvnb.claims.pooling import Run, pool_claim, shared_unit_values, why_not_pooled
+from curvnb.claims.report import data_label
 from curvnb.config import SMOKE_NOTE
 
 PAGE = "seed_robustness"   # book/seed_robustness.md in the staged book
@@ -291,7 +292,8 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
                 cells = (claim, _per_seed_cell(per_seed),
                          *_pooled_cells(pool_runs, cid, pooled.get((profile, chapter), {}).get(cid),
                                         selection_note(per_seed)))
-                rows.append("<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in cells) + "</tr>")
+                rows.append("<tr>" + "".join(f'<td style="{_CELL}"{data_label(h if i else "")}>{c}</td>'
+                                             for i, (c, (h, _)) in enumerate(zip(cells, _COLUMNS))) + "</tr>")
             head = "".join(f'<th style="{_CELL};width:{w}">{h}</th>' for h, w in _COLUMNS)
             lines += [f'<table class="curvnb-robustness" style="{_TABLE}"><thead><tr>{head}</tr></thead>'
                       f"<tbody>{''.join(rows)}</tbody></table>", ""]

@@ -37,7 +37,7 @@ from curvnb import stats
 from curvnb.claims.engine import ClaimSpec, bootstrap_statistic, evaluate, function_sha256
 from curvnb.seeds import declare_streams
 
-REPETITIONS = 2000
+REPETITIONS = 4000   # the stored simulation: Monte Carlo s.e. ≈ 0.35 points at 95 %
 # The engine resamples 4,000 times (stats.bootstrap's default); the simulation 1,000 times per
 # repetition, which only adds noise to each interval's ends (coverage moves by well under a point) and
 # keeps a 200-unit, 12-group claim at about a minute.

@@ -287,6 +287,11 @@ def what_we_found(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def data_label(label: str) -> str:
+    """A cell's column name for the phone layout (curvnb.css shows it where the header row is hidden)."""
+    return f' data-label="{html.escape(label)}"' if label else ""
+
+
 def _cell(records: list[dict[str, Any]], kind: str) -> str:
     """One line per verdict that occurs ("2 reproduced", "1 inconclusive"): narrow enough for a phone."""
     c = counts(records, kind)
@@ -345,7 +350,9 @@ def scorecard_markdown(claims_dir: Path, chapter_titles: dict[str, str] | None =
         profiles = ", ".join(sorted({r["profile"] for r in records}))
         link += f"<br><span {_MUTED}>{html.escape(profiles)} profile</span>" if profiles else ""
         cells = (link, *(_cell(records, k) for k in KINDS))
-        rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}">{c}</td>' for c in cells) + "</tr>")
+        labels = ("", *(KIND_NAMES[k] for k in KINDS))   # shown above each cell on a phone (no header row)
+        rows.append("<tr>" + "".join(f'<td style="{_CELL_STYLE}"{data_label(lab)}>{c}</td>'
+                                     for c, lab in zip(cells, labels)) + "</tr>")
     lines += [f'<table class="curvnb-scorecard" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
               f"<tbody>{''.join(rows)}</tbody></table>", ""]
 

@@ -67,6 +67,6 @@ from curvnb.studies.atlas.report import (COLORS, COMPARED, FINDINGS, FIRST_ANSWE
                                          registration_markdown, study_record, widget_options)
 
 TITLE = "Atlas: one task, every optimizer, every curvature lens"
-COST = {"quick": "≈2.5 min on 2 shared CPU cores (130 s CPU time, measured)",
+COST = {"quick": "≈9½ min on 2 CPU cores (8 seeds × 11 runs plus 45 rate-selection runs; 573 s measured 2026-12-06)",
         "full": "not measured; for one GPU (CIFAR-10 from a local folder, 8 seeds)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

@@ -34,5 +34,5 @@ from curvnb.studies.buffelli2024.report import (NAMES, SPECS, claims, rich_markd
                                                 summary_markdown, what_we_ran_markdown)
 
 TITLE = "Exact Gauss–Newton in reversible networks"
-COST = {"quick": "≈1.5–2 min on 2 CPU cores", "full": "≈30 min on one GPU (MNIST from a local folder)",
+COST = {"quick": "≈2 min on 2 CPU cores (131 s measured 2026-12-06)", "full": "≈30 min on one GPU (MNIST from a local folder)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

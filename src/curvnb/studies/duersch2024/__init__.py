@@ -35,6 +35,6 @@ from curvnb.studies.duersch2024.report import (ABLATION, ABLATIONS, COMPARISONS,
                                                line_details, pretrain_text, protocol_markdown, reported)
 
 TITLE = "Curvature in the looking-glass: glass curvature and the Alice optimizer"
-COST = {"quick": "≈2 min on 2 CPU cores (150 s of CPU time, spread over both cores)",
+COST = {"quick": "≈2½ min on 2 CPU cores (157 s measured 2026-12-06, spread over both cores)",
         "full": "≈15 min on one GPU (estimate; several hours on a 2-core CPU)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

@@ -31,7 +31,7 @@ from curvnb.studies.huh2020.report import (COLORS, STATIC_SLIDER_VALUES, TEX, WH
 from curvnb.studies.huh2020.specs import SPECS, claims, units
 
 TITLE = "Curvature-corrected learning dynamics in deep linear networks"
-COST = {"quick": "about 2½ minutes on a 2-core CPU (measured: 140 s of CPU time, single-threaded)",
+COST = {"quick": "≈5 min on a 2-core CPU (289 s measured 2026-12-06)",
         "full": "about 15 minutes on a 2-core CPU (measured: 13 min of CPU time, 10 of them the MLP grid; the float64 "
                 "ODEs stay on the CPU, a GPU only speeds up the discrete-time runs and the MLP)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

@@ -14,5 +14,5 @@ from curvnb.studies.intro.report import (DIVERGES, LOSS_RANGE, SLOWEST_MODE, SPE
                                          draw_interactive, plot_losses)
 
 TITLE = "Introduction: curvature sets the step size"
-COST = {"quick": "seconds on a CPU", "full": "seconds on a CPU",
+COST = {"quick": "≈30 s on a CPU", "full": "seconds on a CPU",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

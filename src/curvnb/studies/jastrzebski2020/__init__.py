@@ -41,6 +41,6 @@ from curvnb.studies.jastrzebski2020.report import (LAMBDA_H, LAMBDA_K, QUANTITIE
 from curvnb.studies.jastrzebski2020.specs import SPECS, claims
 
 TITLE = "The break-even point on optimization trajectories"
-COST = {"quick": "≈5 min on 2 CPU cores (6 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed)",
+COST = {"quick": "≈9½ min on 2 CPU cores (6 seeds × (5 SGD runs + 1 GD run) on 2 worker processes, cached per seed; 560 s measured 2026-12-06)",
         "full": "many GPU hours (SimpleCNN on CIFAR-10, 200 epochs per run, BN sweep, 6 seeds; resumable)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

@@ -24,5 +24,5 @@ from curvnb.studies.orvieto2021.report import (GRAD_LABEL, claims, draw_init, fi
 from curvnb.studies.orvieto2021.specs import COLLAPSE_WIDTHS, LN10, SLOPE_DEPTHS, SLOPE_PARTS, SPEC, SPECS, units
 
 TITLE = "Vanishing curvature at initialisation"
-COST = {"quick": "≈2 min on 2 CPU cores", "full": "≈20 min (CPU or GPU; Fashion-MNIST from data/fashion-mnist)",
+COST = {"quick": "≈3 min on 2 CPU cores (173 s measured 2026-12-06)", "full": "≈20 min (CPU or GPU; Fashion-MNIST from data/fashion-mnist)",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}

@@ -85,8 +85,8 @@ def _spec(id: str, statement: str, statistic: str, direction: str, threshold: fl
 
 
 SPECS: tuple[ClaimSpec, ...] = (
-    _spec("chain-median", "neural chain: the median |∏w| is e^(−0.635L) (within a factor 3)", "median", "agreement",
-          0.0, "ln(median |∏w| / e^(−0.635L))", delta=math.log(3), unit="chain",
+    _spec("chain-median", "neural chain: the median |∏w| is exp(−0.635 L) (within a factor 3)", "median", "agreement",
+          0.0, "ln(median |∏w| / exp(−0.635 L))", delta=math.log(3), unit="chain",
           source="Abstract: the typical (median) gradient vanishes while the mean is preserved"),
     _spec("chain-rare", "neural chain: ∏w² rarely exceeds 1 although E ∏w² = 1", "proportion", "less", 0.01,
           "fraction of chains with ∏w² > 1", unit="chain",

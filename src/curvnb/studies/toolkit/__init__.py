@@ -25,5 +25,5 @@ from curvnb.studies.toolkit.report import (GRADIENT_COVARIANCE, HUTCHINSON_COVER
                                            changed_note)
 
 TITLE = "Measuring curvature"
-COST = {"quick": "≈30 s on 2 CPU cores", "full": "a few minutes on one GPU or CPU",
+COST = {"quick": "≈2 min on 2 CPU cores (122 s measured 2026-12-06)", "full": "a few minutes on one GPU or CPU",
         "smoke": "seconds on a CPU (tiny sizes through every code path; its verdicts are no evidence)"}
