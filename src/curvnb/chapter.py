@@ -205,7 +205,16 @@ class Chapter:
                 "config": dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else repr(self.config)}
 
     def report(self, claims: Sequence[Claim]) -> list[dict[str, Any]]:
-        """Write ``_build/claims/<chapter>.json`` and display the claims table."""
+        """Write ``_build/claims/<chapter>.json`` and display the claims table. A composite statistic's
+        record carries its interval's coverage in simulation at this profile's unit count, where
+        ``make coverage`` measured it for this statistic (:mod:`curvnb.claims.coverage`)."""
+        from curvnb.claims import Result
+        from curvnb.claims import coverage
+
+        results = coverage.stored()
+        claims = [dataclasses.replace(c, simulated_coverage=coverage.simulated_coverage(self.name, c.spec, self.profile,
+                                                                                         results))
+                  if isinstance(c, Result) and coverage.simulated(c.spec) else c for c in claims]
         records = write_claims(self.build / "claims" / f"{self.name}.json", claims, self.profile,
                                run=self.run_metadata())
         try:

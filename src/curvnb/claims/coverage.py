@@ -17,8 +17,9 @@ the data they were decided on:
 
 ``python -m curvnb.claims.coverage`` runs it for every such claim of the book's quick run
 (``_build/claims``) and writes ``benchmarks/results/coverage.{json,md}``; ``make coverage`` does
-the same. The test suite checks the stored results (accepted, for the statistics and profiles that
-now exist), so an edited statistic or profile needs a new simulation.
+the same. A chapter's claims table shows each such claim's simulated coverage beside its interval
+(and says so where it falls below nominal); the test suite checks that the stored results are those
+of the statistics and profiles that now exist, so an edited statistic or profile needs a new simulation.
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ REPETITIONS = 4000   # the stored simulation: Monte Carlo s.e. ≈ 0.35 points a
 # keeps a 200-unit, 12-group claim at about a minute.
 RESAMPLES = 1000
 CHUNK_ELEMENTS = 2 * 10**7   # resampled values held at once (~160 MB of float64)
-BAND = (0.93, 0.975)  # the bootstrap (approximate): nominal − 2 points; + 2.5 for the median's discreteness
-EXACT_FLOOR = 0.93    # the simultaneous exact methods (conservative by construction): at least nominal − 2
+FLOOR = 0.93          # accepted: at least nominal − 2 points (below it, an interval claims more than it has)
+CONSERVATIVE = 0.975  # above it the interval is conservative: verdicts harder to reach, never misleading
 SIMULATED = ("bootstrap",) + stats.SIMULTANEOUS   # the methods of composite statistics, checked here
 
 
@@ -53,9 +54,29 @@ def simulated(spec: ClaimSpec) -> bool:
     return spec.interval_method in SIMULATED
 
 
-def acceptable(coverage: float, method: str) -> bool:
-    """In the band for the bootstrap; at least the floor for the exact (conservative) methods."""
-    return coverage >= EXACT_FLOOR if method in stats.SIMULTANEOUS else BAND[0] <= coverage <= BAND[1]
+def acceptable(coverage: float) -> bool:
+    """At least nominal − 2 points: the interval does not claim more confidence than it has."""
+    return coverage >= FLOOR
+
+
+def stored(path: Path | None = None) -> dict[str, Any]:
+    """The stored simulation results (``{}`` when none were written)."""
+    path = path or RESULTS / "coverage.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def simulated_coverage(chapter: str, spec: ClaimSpec, profile: str,
+                       results: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stored coverage of ``spec``'s interval in ``chapter`` at ``profile``'s unit count, when it was
+    simulated for this statistic and this profile (``None`` otherwise)."""
+    results = stored() if results is None else results
+    for r in results.get("claims", ()):
+        if (r["chapter"] == chapter and r["id"] == spec.id and r.get("coverage") is not None
+                and r["profile"] == profile and r["spec_sha256"] == spec_sha256(spec)
+                and r["profile_sha256"] == profile_sha256(chapter, profile)):
+            return {"coverage": r["coverage"], "n_units": r["n_units"], "repetitions": r["repetitions"],
+                    "accepted": acceptable(r["coverage"])}
+    return None
 STREAMS = declare_streams("coverage", {"units": ("test", 1024)})
 RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
 
@@ -103,7 +124,7 @@ def population_coverage(spec: ClaimSpec, population: Sequence[Sequence[float]], 
             "repetitions": int(hits.size), "resamples": int(resamples), "n_units": n, "groups": len(groups),
             "design": spec.definition.design, "method": spec.interval_method, "truth": truth,
             "median_width": float(np.median(np.concatenate(widths))),
-            "in_band": acceptable(rate, spec.interval_method)}
+            "in_band": acceptable(rate)}
 
 
 def spec_sha256(spec: ClaimSpec) -> str:
@@ -160,8 +181,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [f"*Simulated {results['date']}: {results['repetitions']} repetitions per claim, each a fresh draw of "
              "the claim's own units (with replacement) from the units the book's quick run decided it on, with "
              f"the engine's percentile-bootstrap interval ({results['resamples']} resamples each; the engine uses "
-             f"4,000), or the engine's simultaneous exact intervals. Accepted: the bootstrap within "
-             f"{BAND[0]:.1%}–{BAND[1]:.1%}, the exact (conservative) methods at least {EXACT_FLOOR:.0%} (nominal 95 %). "
+             f"4,000), or the engine's simultaneous exact intervals. Accepted: at least {FLOOR:.0%} (nominal 95 %); "
+             f"above {CONSERVATIVE:.1%} the interval is conservative. Below the floor the chapter's claims table says "
+             "so beside the verdict. With few units the simulated world is only the observed values (at 8 units, "
+             "8 values with many ties in every draw), harsher for a median's bootstrap than a continuous "
+             "distribution (93–97.5 % at 8 units in `tests/test_stats.py`). "
              "Command: `python -m curvnb.claims.coverage`.*",
              "",
              "| chapter | claim | units | groups | interval | coverage | ± s.e. | median width | accepted |",
@@ -172,7 +196,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             continue
         lines.append(f"| {r['chapter']} | {r['id']} | {r['n_units']} | {r['groups']} | {r['method']} | "
                      f"{r['coverage']:.1%} | {r['standard_error']:.1%} | {r['median_width']:.3g} | "
-                     f"{'yes' if r['in_band'] else 'no'} |")
+                     f"{'no: below nominal' if not r['in_band'] else 'yes, conservative' if r['coverage'] > CONSERVATIVE else 'yes'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(f"no claims file for {chapter!r} at {path}: run `curvnb run {chapter}` first")
         found += chapter_coverage(chapter, read_claims(path), repetitions=args.repetitions)
     results = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-               "repetitions": args.repetitions, "resamples": RESAMPLES, "band": list(BAND), "claims": found}
+               "repetitions": args.repetitions, "resamples": RESAMPLES, "floor": FLOOR, "claims": found}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coverage.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "coverage.md").write_text(render_markdown(results))

@@ -195,6 +195,8 @@ class Result:
     units_to_decide: int | None
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    # the interval's coverage in simulation at this unit count (curvnb.claims.coverage), when known
+    simulated_coverage: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -219,7 +221,8 @@ class Result:
                 "values": _plain(self.values), "detail": _plain(self.detail), "changed": s.changed,
                 "labels": list(s.labels),
                 **({"function_sha256": function_sha256(s.function)} if s.statistic == "custom" else {}),
-                **({"bounds_sha256": function_sha256(s.bounds)} if s.bounds is not None else {})}
+                **({"bounds_sha256": function_sha256(s.bounds)} if s.bounds is not None else {}),
+                **({"simulated_coverage": self.simulated_coverage} if self.simulated_coverage else {})}
 
 
 def function_sha256(function: Callable[..., Any]) -> str:

@@ -158,10 +158,19 @@ def _per_unit_html(record: dict[str, Any]) -> str:
     return f'<details><summary {_MUTED}>details</summary><span {_MUTED}>{body}</span></details>'
 
 
+def coverage_note(record: dict[str, Any]) -> str:
+    """The interval's simulated coverage at this unit count (``make coverage``), where it is known."""
+    sim = record.get("simulated_coverage")
+    if not sim:
+        return ""
+    text = f"this interval covered {sim['coverage']:.1%} in simulation at {sim['n_units']} units (nominal 95 %)"
+    return text + (": below nominal, so the verdict is less certain than it reads" if not sim["accepted"] else "")
+
+
 def _measured_html(record: dict[str, Any]) -> str:
     legacy_long = record.get("rule") != "engine" and isinstance(record["measured"], (dict, list))
     text = "see details" if legacy_long else html.escape(format_estimate(record))
-    for extra in (format_interval(record), decision_note(record)):
+    for extra in (format_interval(record), decision_note(record), coverage_note(record)):
         if extra:
             text += f"<br><span {_MUTED}>{html.escape(extra)}</span>"
     return text + _per_unit_html(record)
