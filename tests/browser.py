@@ -88,19 +88,20 @@ PHONE_WIDTH = 390   # px: a phone's viewport
 
 def phone_report(driver, url: str) -> dict:
     """At the phone width (set by the caller), load ``url`` and report how far the document scrolls
-    sideways (``overflow``, px) and the words of curvnb's tables (claims, scorecard, robustness,
-    "What we ran") wider than their cell, which a browser would break inside (``broken``)."""
+    sideways (``overflow``, px) and the words of any visible table cell of the page (curvnb's claims,
+    scorecard, robustness and "What we ran" tables, and every markdown table) wider than their cell,
+    which a browser would break inside (``broken``). A word may break after a hyphen, dash or slash."""
     driver.get(url)
     return driver.execute_script("""
         const out = {overflow: document.documentElement.scrollWidth - window.innerWidth, broken: []};
         const ctx = document.createElement('canvas').getContext('2d');
-        const cells = document.querySelectorAll('table.curvnb-claims td, table.curvnb-scorecard td, '
-                                                + 'table.curvnb-robustness td, .curvnb-what-we-ran td');
+        const cells = Array.from(document.querySelectorAll('article td, article th, .bd-article td, .bd-article th'))
+          .filter(c => c.offsetParent !== null);   // hidden header rows (the phone layout) are not read
         for (const cell of cells) {
           const st = getComputedStyle(cell);
           ctx.font = st.fontWeight + ' ' + st.fontSize + ' ' + st.fontFamily;
           const inner = cell.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
-          for (const word of (cell.innerText || '').split(/\\s+/)) {
+          for (const word of (cell.innerText || '').split(/\\s+|(?<=[-–\\/])/)) {
             if (word && ctx.measureText(word).width > inner + 0.5) { out.broken.push(word); break; }
           }
         }
