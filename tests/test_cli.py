@@ -251,3 +251,22 @@ def test_a_kernel_that_never_answers_gets_one_fresh_kernel(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         book._execute(pm, Path("01_x.ipynb"), tmp_path / "out.ipynb", {}, tmp_path, False)
     assert len(calls) == 1
+
+
+def test_kernels_started_at_once_get_sockets_of_their_own(tmp_path, monkeypatch):
+    """jupyter_client's default IPC path is "kernel-ipc" in the working directory, shared by every
+    kernel started from there: two kernels starting at once could bind the same sockets, and one
+    chapter then read the other kernel's messages ("Invalid Signature", seen in make test)."""
+    import os
+
+    from curvnb.book import ipc_kernel_manager
+
+    monkeypatch.chdir(tmp_path)
+    manager = ipc_kernel_manager()
+    ips = {manager(kernel_name="python3").ip for _ in range(20)}
+    assert len(ips) == 20 and all(os.path.isabs(ip) for ip in ips)
+    assert not any(ip.startswith(str(tmp_path)) for ip in ips)   # not in the working directory
+    if os.name == "posix":
+        assert manager(kernel_name="python3").transport == "ipc"
+        assert all(len(f"{ip}-99") < 100 for ip in ips)           # Unix socket paths are limited to ~107 bytes
+    assert manager(kernel_name="python3", transport="tcp").ip in ("127.0.0.1", "localhost")

@@ -193,11 +193,24 @@ def ipc_kernel_manager():
     kernels started at once (a sweep's workers, the tests) otherwise pick their five ports by
     binding and releasing them, and two can take the same one (``ZMQError: Address already in
     use``; the kernel never answers and the chapter fails after 60 s)."""
+    import tempfile
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if os.name == "posix" else "tcp", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            # socket paths of its own: jupyter_client's default is "kernel-ipc" in the working directory,
+            # shared by every kernel started from there, and two kernels started at once can take the same
+            # sockets (the second binds over the first, whose client then reads the other kernel's
+            # messages: "Invalid Signature")
+            if self.transport == "ipc":
+                return os.path.join(tempfile.gettempdir(), f"curvnb-kernel-{uuid.uuid4().hex[:16]}")
+            return super()._ip_default()
 
     return IPCKernelManager
 
