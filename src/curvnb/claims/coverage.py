@@ -47,6 +47,8 @@ CHUNK_ELEMENTS = 2 * 10**7   # resampled values held at once (~160 MB of float64
 FLOOR = 0.93          # accepted: at least nominal − 2 points (below it, an interval claims more than it has)
 CONSERVATIVE = 0.975  # above it the interval is conservative: verdicts harder to reach, never misleading
 SIMULATED = ("bootstrap",) + stats.SIMULTANEOUS   # the methods of composite statistics, checked here
+STREAMS = declare_streams("coverage", {"units": ("test", 1024)})
+RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
 
 
 def simulated(spec: ClaimSpec) -> bool:
@@ -77,14 +79,12 @@ def simulated_coverage(chapter: str, spec: ClaimSpec, profile: str,
             return {"coverage": r["coverage"], "n_units": r["n_units"], "repetitions": r["repetitions"],
                     "accepted": acceptable(r["coverage"])}
     return None
-STREAMS = declare_streams("coverage", {"units": ("test", 1024)})
-RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
 
 
 def population_coverage(spec: ClaimSpec, population: Sequence[Sequence[float]], n_units: int | None = None, *,
                         repetitions: int = REPETITIONS, resamples: int = RESAMPLES,
                         seed: int = 0) -> dict[str, Any]:
-    """Coverage of ``spec``'s bootstrap interval when ``n_units`` units are drawn from ``population``.
+    """Coverage of ``spec``'s interval when ``n_units`` units are drawn from ``population``.
 
     ``population``: one array per group (the spec's groups; equal lengths for a paired design, whose
     units are drawn together). ``n_units`` defaults to the population's size (the chapter's own
@@ -104,20 +104,23 @@ def population_coverage(spec: ClaimSpec, population: Sequence[Sequence[float]], 
     rng = np.random.default_rng(seed)
     chunk = max(1, CHUNK_ELEMENTS // (resamples * n * len(groups)))
     covered, widths = [], []
-    if spec.interval_method != "bootstrap":   # exact intervals: the engine itself, one repetition at a time
+
+    def draw(reps: int | None) -> list[np.ndarray]:   # n units per repetition, rows together when paired
+        shape = (n,) if reps is None else (reps, n)
+        index = rng.integers(0, groups[0].size, shape) if paired else None
+        return [g[index if paired else rng.integers(0, g.size, shape)] for g in groups]
+
+    if spec.interval_method == "bootstrap":   # vectorised over repetitions, in chunks that fit in memory
+        for start in range(0, repetitions, chunk):
+            lo, hi = stats.bootstrap(draw(min(chunk, repetitions - start)), statistic,
+                                     seed=int(rng.integers(2**63)), paired=paired, resamples=resamples)
+            covered.append((lo <= truth) & (truth <= hi))
+            widths.append(hi - lo)
+    else:   # the exact methods: the engine itself, one repetition at a time
         for _ in range(repetitions):
-            index = rng.integers(0, groups[0].size, n) if paired else None
-            draw = [g[index if paired else rng.integers(0, g.size, n)] for g in groups]
-            lo, hi = evaluate(spec, *draw).interval or (-math.inf, math.inf)
+            lo, hi = evaluate(spec, *draw(None)).interval or (-math.inf, math.inf)
             covered.append(np.array([lo <= truth <= hi]))
             widths.append(np.array([hi - lo]))
-    for start in range(0, repetitions if spec.interval_method == "bootstrap" else 0, chunk):
-        reps = min(chunk, repetitions - start)
-        index = rng.integers(0, groups[0].size, (reps, n)) if paired else None
-        draws = [g[index if paired else rng.integers(0, g.size, (reps, n))] for g in groups]
-        lo, hi = stats.bootstrap(draws, statistic, seed=int(rng.integers(2**63)), paired=paired, resamples=resamples)
-        covered.append((lo <= truth) & (truth <= hi))
-        widths.append(hi - lo)
     hits = np.concatenate(covered)
     rate = float(hits.mean())
     return {"id": spec.id, "coverage": rate, "standard_error": math.sqrt(max(rate * (1 - rate), 1e-12) / hits.size),
