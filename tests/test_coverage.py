@@ -66,10 +66,10 @@ def test_stored_chapter_coverage_is_current_and_reaches_the_tables():
                 assert r["n_units"] < spec.min_units()
                 continue
             assert r["n_units"] >= spec.min_units() and r["repetitions"] >= 2000 and r["method"] == spec.interval_method
-            assert r["in_band"] == coverage.acceptable(r["coverage"])
+            assert r["accepted"] == coverage.acceptable(r["coverage"])
             found = coverage.simulated_coverage(chapter, spec, "quick", results)
             assert found == {"coverage": r["coverage"], "n_units": r["n_units"], "repetitions": r["repetitions"],
-                             "accepted": r["in_band"]}
+                             "accepted": r["accepted"]}
             assert coverage.simulated_coverage(chapter, spec, "full", results) is None   # other unit counts
     # the table shows it, and says so below nominal
     spec = RATIO

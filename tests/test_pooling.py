@@ -5,8 +5,8 @@ import pytest
 
 from curvnb.claims import ClaimSpec, evaluate
 from curvnb.claims.engine import function_sha256
-from curvnb.claims.pooling import (LEFT_OUT, STREAMS, Run, _groups, exchangeable, pool_claim, pool_runs, shared_unit_values,
-                                   why_not_pooled)
+from curvnb.claims.pooling import (LEFT_OUT, STREAMS, Run, exchangeable, pool_claim, pool_runs, shared_unit_values,
+                                   value_groups, why_not_pooled)
 
 MEDIAN = ClaimSpec(id="m", statement="the median exceeds 1", statistic="median", direction="greater", threshold=1.0)
 PAIRED = ClaimSpec(id="p", statement="a beats b", statistic="difference_of_medians_paired", direction="greater",
@@ -104,12 +104,12 @@ def test_a_custom_statistic_pools_with_the_studys_declared_function_while_its_co
     runs = [Run(s, meta, [evaluate(spec, *groups, seed=s).record("quick")]) for s, groups in enumerate(data, 1)]
     pooled = pool_claim(runs, spec.id)
     values = [r.record(spec.id)["values"] for r in runs]
-    keys = _groups(values[0])
+    keys = value_groups(values[0])
     want = evaluate(spec, *(np.concatenate([np.asarray(v[k]) for v in values]) for k in keys),
                     seed=STREAMS.seed(0, "bootstrap", 0)).record("quick")
     assert len(keys) == 6 and pooled["interval"] == want["interval"] and pooled["n_units"] == want["n_units"] == 15
     # groups keep the statistic's order past ten (g10 after g9, not after g1): gradient-slope has fifteen
-    assert _groups({f"g{i}": [] for i in (10, 2, 0, 11, 1)} | {"design": "paired"}) == ["g0", "g1", "g2", "g10", "g11"]
+    assert value_groups({f"g{i}": [] for i in (10, 2, 0, 11, 1)} | {"design": "paired"}) == ["g0", "g1", "g2", "g10", "g11"]
     assert all(r.record(spec.id)["function_sha256"] == function_sha256(spec.function) for r in runs)
     old = [Run(r.seed, meta, [{**r.record(spec.id), "function_sha256": "another function"}]) for r in runs]
     assert "not the study's declared one" in why_not_pooled(old, spec.id)

@@ -45,7 +45,7 @@ class Run:
         return next((r for r in self.records if r["id"] == claim_id), None)
 
 
-def _groups(values: dict[str, Any]) -> list[str]:
+def value_groups(values: dict[str, Any]) -> list[str]:
     """The value groups of a record, in the order the statistic takes them (g0, g1, …, g10: by number)."""
     numbered = [k for k in values if k[:1] == "g" and k[1:].isdigit()]
     return [k for k in ("x", "a", "b") if k in values] or sorted(numbered, key=lambda k: int(k[1:]))
@@ -149,7 +149,7 @@ def pool_claim(runs: Sequence[Run], claim_id: str) -> dict[str, Any]:
         raise ValueError(f"claim {claim_id!r} cannot be pooled: {reason}")
     records = [r.record(claim_id) for r in runs]
     spec = _spec(runs, claim_id)
-    keys = _groups(records[0]["values"])
+    keys = value_groups(records[0]["values"])
     seed = STREAMS.seed(0, "bootstrap", 0)   # a pooled decision is a function of its units alone
 
     def decide(upto: int):
@@ -194,7 +194,7 @@ def shared_unit_values(runs: Sequence[Run]) -> list[dict[str, Any]]:
             if rec is None or rec.get("rule") != "engine" or rec.get("method") == "clopper-pearson":
                 continue
             values = rec.get("values") or {}
-            keys = _groups(values)
+            keys = value_groups(values)
             if values.get("design") in (None, "deterministic") or not keys:
                 continue
             columns = [np.asarray(values[k], dtype=float).ravel() for k in keys]
