@@ -176,3 +176,5 @@ def test_answers_compared_with_the_study_chapters_own_verdict(tmp_path, monkeypa
     assert s.study_record("buffelli2024", "other") is None
     text = s.compared_with_study("buffelli2024", "lazy", "digits")
     assert "(digits, quick profile) the claim is *not reproduced*" in text
+    with pytest.raises(ValueError, match="does not declare it"):   # curvnb run orders atlas after its inputs
+        s.study_record("huh2020", "lazy")

@@ -270,3 +270,88 @@ def test_kernels_started_at_once_get_sockets_of_their_own(tmp_path, monkeypatch)
         assert manager(kernel_name="python3").transport == "ipc"
         assert all(len(f"{ip}-99") < 100 for ip in ips)           # Unix socket paths are limited to ~107 bytes
     assert manager(kernel_name="python3", transport="tcp").ip in ("127.0.0.1", "localhost")
+
+
+def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, monkeypatch, capsys):
+    """``run_chapters(jobs=2)``: two at a time, the longest (last recorded time) first, a chapter that
+    reads another's claims after it, kernels single-threaded; a failure stops further starts and is
+    raised once the running chapter has finished, its outputs marked stale."""
+    import json
+    import threading
+
+    from curvnb import book
+
+    monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv(book.EXECUTION_LOG, raising=False)   # fake runs: not the session's executions
+    recorded = json.dumps({"smoke": {"atlas": 50, "huh2020": 40, "buffelli2024": 1, "intro": 2}})
+    (tmp_path / "timings.json").write_text(recorded)
+    names = ["intro", "huh2020", "buffelli2024", "atlas"]
+    assert [c.id for c in book._longest_first(book.select_chapters(names), "smoke")] == \
+        ["atlas", "huh2020", "intro", "buffelli2024"]
+    lock, events, fail = threading.Lock(), [], set()
+    both = threading.Barrier(2, timeout=10)   # the first two chapters must be running at the same time
+    released = threading.Event()
+
+    def execute(pm, path, out, parameters, cwd, progress):
+        chapter = book.CHAPTER_FILE.match(path.name)["id"]
+        assert os.environ["OMP_NUM_THREADS"] == "1" and progress is False
+        with lock:
+            events.append(("start", chapter))
+            first_two = len(events) <= 2
+        if fail and chapter not in fail:
+            assert released.wait(timeout=10)   # runs on until the failure beside it has been seen
+        elif first_two and not fail:
+            both.wait()
+        with lock:
+            events.append(("end", chapter))
+        if chapter in fail:
+            raise RuntimeError("boom")
+        (tmp_path / "claims").mkdir(exist_ok=True)
+        (tmp_path / "claims" / f"{chapter}.json").write_text("{}")
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(book, "_execute", execute)
+    timings = book.run_chapters(names, profile="smoke", device="cpu", jobs=2, progress=True)
+    assert set(timings) == set(names) and os.environ["OMP_NUM_THREADS"] == "2"
+    assert {c for _, c in events[:2]} == {"huh2020", "intro"}   # atlas is longest but waits for buffelli2024
+    assert events.index(("start", "atlas")) > events.index(("end", "buffelli2024"))
+    assert json.loads((tmp_path / "timings.json").read_text())["smoke"]["intro"] == round(timings["intro"], 2)
+
+    events.clear()
+    (tmp_path / "timings.json").write_text(recorded)
+    fail.add("huh2020")
+
+    def announce(*args, **kwargs):   # the runner says it starts nothing more: only then may intro end
+        if "not starting" in str(args[0]):
+            released.set()
+        print(*args, **kwargs)
+    monkeypatch.setattr(book, "print", announce, raising=False)
+    with pytest.raises(book.ChapterFailed, match="chapter huh2020 failed"):
+        book.run_chapters(names, profile="smoke", device="cpu", jobs=2)
+    started = {c for kind, c in events if kind == "start"}
+    assert started == {"huh2020", "intro"}                        # nothing started after the failure
+    assert {c for kind, c in events if kind == "end"} == started  # the running one finished
+    assert json.loads(book.stale_marker("huh2020").read_text())["error"].startswith("RuntimeError: boom")
+    assert "not starting atlas, buffelli2024 after the failure" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        book.run_chapters(names, profile="smoke", device="cpu", jobs=0)
+
+
+def test_a_ctrl_c_reaches_the_kernels_of_chapters_running_in_threads():
+    """Kernels run in process groups of their own (a terminal's Ctrl-C reaches only the driver):
+    ``interrupt_kernels`` sends SIGINT to the group of every live kernel manager made by curvnb."""
+    import signal
+
+    from curvnb import book
+
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    manager = type("FakeKernelManager", (), {})()
+    manager.provisioner = type("FakeProvisioner", (), {"pgid": os.getpgid(kernel.pid)})()
+    book._KERNEL_MANAGERS.add(manager)
+    try:
+        assert book.interrupt_kernels() >= 1
+        assert kernel.wait(timeout=30) == -signal.SIGINT
+    finally:
+        book._KERNEL_MANAGERS.discard(manager)
+        kernel.kill()

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -188,6 +190,27 @@ def _log_execution(chapter: str, profile: str, device: str, seed: int) -> None:
             f.write(line + "\n")
 
 
+_KERNEL_MANAGERS: "weakref.WeakSet" = weakref.WeakSet()   # every kernel manager made here, while it lives
+
+
+def interrupt_kernels() -> int:
+    """Send SIGINT to every live kernel started by this process (each runs in a process group of its
+    own, so a Ctrl-C at the terminal reaches only the driver); the number signalled. Chapters run
+    in threads (``jobs > 1``) then fail at their running cell and stop, like a sequential run."""
+    import signal
+
+    sent = 0
+    for km in list(_KERNEL_MANAGERS):
+        pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+        if pgid and hasattr(os, "killpg"):
+            try:
+                os.killpg(pgid, signal.SIGINT)
+                sent += 1
+            except OSError:   # the kernel has already gone
+                pass
+    return sent
+
+
 def ipc_kernel_manager():
     """A kernel manager that talks to its kernel over Unix sockets where it can (POSIX), not TCP:
     kernels started at once (a sweep's workers, the tests) otherwise pick their five ports by
@@ -201,6 +224,10 @@ def ipc_kernel_manager():
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc" if os.name == "posix" else "tcp", config=True)
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            _KERNEL_MANAGERS.add(self)
 
         @default("ip")
         def _ip_default(self) -> str:
@@ -235,61 +262,156 @@ def _execute(pm, path: Path, out: Path, parameters: dict, cwd: Path, progress: b
                   file=sys.stderr, flush=True)
 
 
-def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
-                 seed: int = 0, progress: bool = True) -> dict[str, float]:
-    """Execute chapters with papermill; returns seconds per chapter.
+#: Chapters whose run reads another chapter's claims record (that chapter runs first when both are run).
+CHAPTER_INPUTS: dict[str, tuple[str, ...]] = {"atlas": ("buffelli2024",)}
 
-    Stops at the first failure with :class:`ChapterFailed`: the partial notebook is moved to
-    ``_build/failed/`` (for the details) and the chapter's previous outputs are marked stale
-    (:func:`stale_chapters`; ``curvnb build`` flags them) until a run of it succeeds."""
+
+def default_jobs(device: str = "auto") -> int:
+    """How many chapters run at once by default: two on a CPU machine with two or more cores (the
+    chapters' models are too small to fill a second core with threads; a second chapter does),
+    one on a GPU (the chapters would share the one device)."""
+    from curvnb.config import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _longest_first(selected: Sequence[ChapterFile], profile: str) -> list[ChapterFile]:
+    """``selected`` ordered by their last recorded time (``_build/timings.json``), longest first;
+    chapters never timed keep their file order, after the timed ones."""
+    path = build_dir() / "timings.json"
+    try:
+        known = json.loads(path.read_text()).get(profile, {}) if path.exists() else {}
+    except ValueError:
+        known = {}
+    return sorted(selected, key=lambda c: -float(known.get(c.id, -1.0)))
+
+
+def _run_one(pm, chapter: ChapterFile, label: str, profile: str, device: str, seed: int, progress: bool) -> float:
+    """Execute one chapter into its ``executed_path``; its seconds. A failure raises
+    :class:`ChapterFailed` (the partial notebook goes to ``_build/failed/``, older outputs go stale)."""
+    root = project_root()
+    out = executed_path(chapter)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{label} {chapter.id} ({profile}, {device}, seed {seed}) ...", flush=True)
+    start, started_at = time.perf_counter(), time.time()
+    tmp = out.with_suffix(".running.ipynb")
+    _log_execution(chapter.id, profile, device, seed)
+    try:
+        _execute(pm, chapter.path, tmp, {"profile": profile, "device": device, "seed": seed}, root, progress)
+        # A run that ends without its claims (a kernel that quit, a notebook without ch.report)
+        # has not produced the chapter: it fails like a raising cell, and older outputs go stale.
+        claims = build_dir() / "claims" / f"{chapter.id}.json"
+        if not claims.exists() or claims.stat().st_mtime < started_at - 1.0:
+            raise ChapterIncomplete(f"the notebook ended without writing {claims.relative_to(build_dir().parent)} "
+                                    "(its ch.report(...) cell was not reached)")
+    except BaseException as exc:
+        failed = build_dir() / "failed" / chapter.path.name
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            tmp.replace(failed)
+        if isinstance(exc, pm.PapermillExecutionError):
+            what = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        elif isinstance(exc, ChapterIncomplete):
+            what = f"its run: {exc}"
+        else:
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        marker = stale_marker(chapter.id)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"profile": profile, "device": device, "seed": seed, "error": what,
+                                      "details": str(failed) if failed.exists() else None}))
+        if not isinstance(exc, Exception):   # KeyboardInterrupt, SystemExit: stop as asked
+            raise
+        details = f"; details in {failed}" if failed.exists() else ""
+        raise ChapterFailed(f"chapter {chapter.id} failed in {what}{details}") from None
+    tmp.replace(out)
+    stale_marker(chapter.id).unlink(missing_ok=True)
+    return time.perf_counter() - start
+
+
+@contextmanager
+def _single_threaded_kernels(on: bool):
+    """While chapters run side by side, their kernels (started from this process's environment) use
+    one intra-op thread each: two chapters already fill two cores, and more threads only contend."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {n: os.environ.get(n) for n in names}
+    if on:
+        os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
+                 seed: int = 0, progress: bool = True, jobs: int | None = None) -> dict[str, float]:
+    """Execute chapters with papermill, ``jobs`` at a time (default :func:`default_jobs`); returns
+    seconds per chapter.
+
+    With ``jobs > 1`` the longest chapters (by their last recorded time) start first, a chapter that
+    reads another's claims (:data:`CHAPTER_INPUTS`) starts after it, and each kernel runs one thread.
+    A failure raises :class:`ChapterFailed` once the chapters already running have finished; no
+    further chapter starts. The partial notebook is moved to ``_build/failed/`` (for the details)
+    and the chapter's previous outputs are marked stale (:func:`stale_chapters`; ``curvnb build``
+    flags them) until a run of it succeeds."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     import papermill as pm
 
     validate_run(profile, device, seed)
     selected = select_chapters(names)
-    root = project_root()
+    jobs = default_jobs(device) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    jobs = min(jobs, len(selected)) or 1
+    order = selected if jobs == 1 else _longest_first(selected, profile)
+    ids = {c.id for c in selected}
     timings: dict[str, float] = {}
     total_start = time.perf_counter()
-    for i, chapter in enumerate(selected, 1):
-        out = executed_path(chapter)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{i}/{len(selected)}] {chapter.id} ({profile}, {device}, seed {seed}) ...", flush=True)
-        start, started_at = time.perf_counter(), time.time()
-        tmp = out.with_suffix(".running.ipynb")
-        _log_execution(chapter.id, profile, device, seed)
+    number = {c.id: i for i, c in enumerate(selected, 1)}
+    pending, running, failure = list(order), {}, None
+    with _single_threaded_kernels(jobs > 1), ThreadPoolExecutor(jobs) as pool:
         try:
-            _execute(pm, chapter.path, tmp, {"profile": profile, "device": device, "seed": seed}, root, progress)
-            # A run that ends without its claims (a kernel that quit, a notebook without ch.report)
-            # has not produced the chapter: it fails like a raising cell, and older outputs go stale.
-            claims = build_dir() / "claims" / f"{chapter.id}.json"
-            if not claims.exists() or claims.stat().st_mtime < started_at - 1.0:
-                raise ChapterIncomplete(f"the notebook ended without writing {claims.relative_to(build_dir().parent)} "
-                                        "(its ch.report(...) cell was not reached)")
-        except BaseException as exc:
-            failed = build_dir() / "failed" / chapter.path.name
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                tmp.replace(failed)
-            if isinstance(exc, pm.PapermillExecutionError):
-                what = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-            elif isinstance(exc, ChapterIncomplete):
-                what = f"its run: {exc}"
-            else:
-                what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            marker = stale_marker(chapter.id)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"profile": profile, "device": device, "seed": seed, "error": what,
-                                          "details": str(failed) if failed.exists() else None}))
-            if not isinstance(exc, Exception):   # KeyboardInterrupt, SystemExit: stop as asked
-                raise
-            details = f"; details in {failed}" if failed.exists() else ""
-            raise ChapterFailed(f"chapter {chapter.id} failed in {what}{details}") from None
-        tmp.replace(out)
-        stale_marker(chapter.id).unlink(missing_ok=True)
-        timings[chapter.id] = time.perf_counter() - start
-        print(f"[{i}/{len(selected)}] {chapter.id} done in {timings[chapter.id]:.1f} s "
-              f"(elapsed {time.perf_counter() - total_start:.1f} s)", flush=True)
+            while pending or running:
+                while failure is None and len(running) < jobs:
+                    ready = [c for c in pending
+                             if all(d in timings or d not in ids for d in CHAPTER_INPUTS.get(c.id, ()))]
+                    if not ready:
+                        break
+                    chapter = ready[0]
+                    pending.remove(chapter)
+                    label = f"[{number[chapter.id]}/{len(selected)}]"
+                    running[pool.submit(_run_one, pm, chapter, label, profile, device, seed,
+                                        progress and jobs == 1)] = (chapter, label)
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    chapter, label = running.pop(future)
+                    try:
+                        timings[chapter.id] = future.result()
+                    except ChapterFailed as exc:
+                        failure = failure or exc
+                        continue
+                    print(f"{label} {chapter.id} done in {timings[chapter.id]:.1f} s "
+                          f"(elapsed {time.perf_counter() - total_start:.1f} s)", flush=True)
+                if failure is not None and pending:
+                    print(f"not starting {', '.join(c.id for c in pending)} after the failure", flush=True)
+                    pending = []
+        except BaseException:   # Ctrl-C reaches only this process: stop the chapters running in threads too
+            pending = []
+            interrupt_kernels()
+            raise
     _record_timings(timings, profile)
-    print(f"ran {len(selected)} chapter(s) in {time.perf_counter() - total_start:.1f} s", flush=True)
+    if failure is not None:
+        raise failure
+    print(f"ran {len(selected)} chapter(s) in {time.perf_counter() - total_start:.1f} s"
+          + (f", {jobs} at a time" if jobs > 1 else ""), flush=True)
     return timings
 
 

@@ -11,6 +11,10 @@ from typing import Sequence
 from curvnb.config import DEVICES, PROFILES
 
 
+JOBS_HELP = ("chapters run at once (default: 2 on a CPU machine with two or more cores, 1 on a GPU); "
+             "the longest start first")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="curvnb", description="Run and build the curvnb reproducibility book.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -22,12 +26,14 @@ def _parser() -> argparse.ArgumentParser:
                           "(the tests' run: tiny sizes, seconds, no evidence)")
     run.add_argument("--device", choices=DEVICES, default="auto")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--jobs", type=int, metavar="J", help=JOBS_HELP)
     build = sub.add_parser("build", help="build the HTML book from the executed chapters")
     build.add_argument("--strict", action="store_true", help="turn Sphinx warnings into errors")
     book = sub.add_parser("book", help="run every chapter (quick profile) and build the HTML book")
     book.add_argument("--profile", choices=PROFILES, default="quick")
     book.add_argument("--device", choices=DEVICES, default="auto")
     book.add_argument("--seed", type=int, default=0)
+    book.add_argument("--jobs", type=int, metavar="J", help=JOBS_HELP)
     sweep = sub.add_parser("sweep", help="run chapters × seeds × profiles as tasks (process pool or Ray) "
                            "into _build/sweeps/; completed tasks are not rerun")
     sweep.add_argument("chapters", nargs="*", help="chapter ids (default: all)")
@@ -84,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in ("run", "book"):
             book.run_chapters(getattr(args, "chapters", None), profile=args.profile, device=args.device,
-                              seed=args.seed)
+                              seed=args.seed, jobs=args.jobs)
         if args.command == "sweep":
             _sweep(args)
         if args.command in ("build", "book"):
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("curvnb: interrupted; completed sweep tasks are kept: run the same command to resume",
                   file=sys.stderr)
         else:
-            print("curvnb: interrupted; finished chapters are kept, the interrupted one is marked stale",
+            print("curvnb: interrupted; finished chapters are kept, interrupted ones are marked stale",
                   file=sys.stderr)
         return 130
     print(f"total time {time.perf_counter() - start:.1f} s")

@@ -91,8 +91,15 @@ def _link(stem: str) -> str:
 
 
 def study_record(chapter: str, claim_id: str) -> dict | None:
-    """The record of claim ``claim_id`` in the latest run of study ``chapter`` (None: no record)."""
+    """The record of claim ``claim_id`` in the latest run of study ``chapter`` (None: no record).
+
+    ``chapter`` must be one of atlas's declared inputs (:data:`curvnb.book.CHAPTER_INPUTS`), which
+    ``curvnb run`` runs before atlas when it runs chapters side by side."""
+    from curvnb.book import CHAPTER_INPUTS
     from curvnb.paths import build_dir
+
+    if chapter not in CHAPTER_INPUTS.get("atlas", ()):
+        raise ValueError(f"atlas reads {chapter!r}'s claims but does not declare it in curvnb.book.CHAPTER_INPUTS")
 
     try:
         records = {r["id"]: r for r in read_claims(build_dir() / "claims" / f"{chapter}.json")}
