@@ -45,8 +45,8 @@ Pre-registered protocol (written here and committed before the chapter was first
   do the reversible runs), so ratios are paired by seed.
 
 The findings are :data:`SPECS` (:class:`curvnb.claims.ClaimSpec`, decided by :func:`curvnb.claims.evaluate`:
-a ratio of medians over paired seeds, bootstrap interval, yes / no / inconclusive). Their
-pre-registration and its one revision are stated in the chapter (:func:`registration_markdown`)
+the median over seeds of a per-seed difference of two runs, exact order-statistic interval, yes / no / inconclusive).
+Their pre-registration and its revisions are stated in the chapter (:func:`registration_markdown`)
 and on the book's Changes page.
 
 The study is split in two: :mod:`curvnb.studies.atlas.compute` (configuration, profiles and the
