@@ -4,7 +4,6 @@ of :mod:`curvnb.studies.atlas.compute` (editing this module reuses every cached 
 from __future__ import annotations
 
 import html
-import math
 from typing import Sequence
 
 import numpy as np
