@@ -273,8 +273,9 @@ def test_kernels_started_at_once_get_sockets_of_their_own(tmp_path, monkeypatch)
 
 
 def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, monkeypatch, capsys):
-    """``run_chapters(jobs=2)``: two at a time, the longest (last recorded time) first, a chapter that
-    reads another's claims after it, kernels single-threaded; a failure stops further starts and is
+    """``run_chapters(jobs=2)``: two at a time, longest path first (a chapter's longest recorded time plus
+    that of the chapters waiting for it), a chapter that reads another's claims after it, kernels
+    single-threaded; a failure stops further starts and is
     raised once the running chapter has finished, its outputs marked stale."""
     import json
     import threading
@@ -284,11 +285,12 @@ def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, mo
     monkeypatch.setenv("CURVNB_BUILD", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.delenv(book.EXECUTION_LOG, raising=False)   # fake runs: not the session's executions
-    recorded = json.dumps({"smoke": {"atlas": 50, "huh2020": 40, "buffelli2024": 1, "intro": 2}})
+    recorded = json.dumps({"longest": {"smoke": {"atlas": 50, "huh2020": 40, "buffelli2024": 1, "intro": 2}}})
     (tmp_path / "timings.json").write_text(recorded)
     names = ["intro", "huh2020", "buffelli2024", "atlas"]
+    # buffelli2024 first: atlas (the longest) waits for it, so its path is 1 + 50
     assert [c.id for c in book._longest_first(book.select_chapters(names), "smoke")] == \
-        ["atlas", "huh2020", "intro", "buffelli2024"]
+        ["buffelli2024", "atlas", "huh2020", "intro"]
     lock, events, fail = threading.Lock(), [], set()
     both = threading.Barrier(2, timeout=10)   # the first two chapters must be running at the same time
     released = threading.Event()
@@ -314,9 +316,11 @@ def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, mo
     monkeypatch.setattr(book, "_execute", execute)
     timings = book.run_chapters(names, profile="smoke", device="cpu", jobs=2, progress=True)
     assert set(timings) == set(names) and os.environ["OMP_NUM_THREADS"] == "2"
-    assert {c for _, c in events[:2]} == {"huh2020", "intro"}   # atlas is longest but waits for buffelli2024
+    assert {c for _, c in events[:2]} == {"buffelli2024", "huh2020"}   # atlas is not ready: huh2020 is next
     assert events.index(("start", "atlas")) > events.index(("end", "buffelli2024"))
-    assert json.loads((tmp_path / "timings.json").read_text())["smoke"]["intro"] == round(timings["intro"], 2)
+    stored = json.loads((tmp_path / "timings.json").read_text())
+    assert stored["smoke"]["intro"] == round(timings["intro"], 2)        # the last time ...
+    assert stored["longest"]["smoke"] == json.loads(recorded)["longest"]["smoke"]   # ... and the longest kept
 
     events.clear()
     (tmp_path / "timings.json").write_text(recorded)
@@ -330,10 +334,10 @@ def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, mo
     with pytest.raises(book.ChapterFailed, match="chapter huh2020 failed"):
         book.run_chapters(names, profile="smoke", device="cpu", jobs=2)
     started = {c for kind, c in events if kind == "start"}
-    assert started == {"huh2020", "intro"}                        # nothing started after the failure
+    assert started == {"buffelli2024", "huh2020"}                 # nothing started after the failure
     assert {c for kind, c in events if kind == "end"} == started  # the running one finished
     assert json.loads(book.stale_marker("huh2020").read_text())["error"].startswith("RuntimeError: boom")
-    assert "not starting atlas, buffelli2024 after the failure" in capsys.readouterr().out
+    assert "not starting atlas, intro after the failure" in capsys.readouterr().out
     with pytest.raises(ValueError, match="jobs must be at least 1"):
         book.run_chapters(names, profile="smoke", device="cpu", jobs=0)
 

@@ -7,6 +7,7 @@ reduced to the pages that exist, then runs Jupyter Book on it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -277,15 +278,27 @@ def default_jobs(device: str = "auto") -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+LONGEST = "longest"   # timings.json: {profile: {chapter: last seconds}, "longest": {profile: {chapter: most}}}
+
+
 def _longest_first(selected: Sequence[ChapterFile], profile: str) -> list[ChapterFile]:
-    """``selected`` ordered by their last recorded time (``_build/timings.json``), longest first;
-    chapters never timed keep their file order, after the timed ones."""
+    """``selected`` in start order: longest path first, a chapter's path being its longest recorded time
+    (``_build/timings.json``; the longest, a run that computed everything, not the last, which may have
+    read every result from the cache) plus the longest path of the chapters that wait for it
+    (:data:`CHAPTER_INPUTS`). Chapters never timed keep their file order, after the timed ones."""
     path = build_dir() / "timings.json"
     try:
-        known = json.loads(path.read_text()).get(profile, {}) if path.exists() else {}
+        known = json.loads(path.read_text()).get(LONGEST, {}).get(profile, {}) if path.exists() else {}
     except ValueError:
         known = {}
-    return sorted(selected, key=lambda c: -float(known.get(c.id, -1.0)))
+    ids = {c.id for c in selected}
+    waiting = {c.id: [d for d, inputs in CHAPTER_INPUTS.items() if c.id in inputs and d in ids] for c in selected}
+
+    @functools.lru_cache(maxsize=None)
+    def path_seconds(chapter: str) -> float:
+        return float(known.get(chapter, 0.0)) + max((path_seconds(d) for d in waiting.get(chapter, ())), default=0.0)
+
+    return sorted(selected, key=lambda c: -path_seconds(c.id) if c.id in known else 1.0)
 
 
 def _run_one(pm, chapter: ChapterFile, label: str, profile: str, device: str, seed: int, progress: bool) -> float:
@@ -419,6 +432,8 @@ def _record_timings(timings: dict[str, float], profile: str) -> None:
     path = build_dir() / "timings.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.setdefault(profile, {}).update({k: round(v, 2) for k, v in timings.items()})
+    most = data.setdefault(LONGEST, {}).setdefault(profile, {})
+    most.update({k: round(max(v, most.get(k, 0.0)), 2) for k, v in timings.items()})
     path.write_text(json.dumps(data, indent=2))
 
 
