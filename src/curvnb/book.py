@@ -366,8 +366,8 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
     """Execute chapters with papermill, ``jobs`` at a time (default :func:`default_jobs`); returns
     seconds per chapter.
 
-    With ``jobs > 1`` the longest chapters (by their last recorded time) start first, a chapter that
-    reads another's claims (:data:`CHAPTER_INPUTS`) starts after it, and each kernel runs one thread.
+    With ``jobs > 1`` the chapters on the longest path start first (:func:`_longest_first`), a chapter
+    that reads another's claims (:data:`CHAPTER_INPUTS`) starts after it, and each kernel runs one thread.
     A failure raises :class:`ChapterFailed` once the chapters already running have finished; no
     further chapter starts. The partial notebook is moved to ``_build/failed/`` (for the details)
     and the chapter's previous outputs are marked stale (:func:`stale_chapters`; ``curvnb build``
