@@ -299,8 +299,13 @@ def test_tested_statistic_and_dot_plot():
     assert robustness.tested_statistic({"measured": 2}) == ("measured", 2.0)
     assert robustness.tested_statistic({"measured": {"name": "x", "nan": float("nan"), "drop": 3.5}}) == ("drop", 3.5)
     assert robustness.tested_statistic({"measured": [1, 2]}) is None
-    svg = dot_plot_svg([1.0, 2.0], [True, False], [0, 1])
-    assert "linear scale" in svg and 'fill="none"' in svg and "seed 1: 2 (fails)" in svg
+    svg = dot_plot_svg([1.0, 2.0, 3.0], ["reproduced", "not reproduced", "inconclusive"], [0, 1, 2],
+                       ["yes", "no", "inconclusive"])
+    assert "linear scale" in svg and "seed 0: 1 (yes)" in svg and "seed 1: 2 (no)" in svg
+    assert "seed 2: 3 (inconclusive)" in svg   # an undecided seed is not drawn, or named, as failed
+    circles = svg.split("<circle")[1:]
+    assert 'fill="#0072B2"' in circles[0] and 'fill="none"' in circles[1] and "dasharray" not in circles[1]
+    assert 'fill="none"' in circles[2] and "stroke-dasharray" in circles[2]
 
 
 def test_staged_book_has_the_page_and_the_scorecard_links_it(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ _TABLE = ("width:100%;table-layout:fixed;border-collapse:collapse;font-size:0.9e
           "overflow-wrap:anywhere;word-break:normal")
 _COLUMNS = (("claim", "30%"), ("verdict per chapter seed", "24%"), ("pooled over chapter seeds", "26%"),
             ("interval as seeds are added", "20%"))
-_PASS, _FAIL = "#1a7f37", "#b42318"
+_FAIL = "#b42318"
 
 
 def tested_statistic(record: dict[str, Any]) -> tuple[str, float] | None:
@@ -49,10 +49,17 @@ def tested_statistic(record: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def dot_plot_svg(values: Sequence[float], passed: Sequence[bool], seeds: Sequence[int],
-                 width: int = 150, height: int = 22) -> str:
+#: How a seed's dot is drawn by its verdict: filled, hollow, or hollow and dashed (told apart without colour).
+DOT_STYLES = {"reproduced": 'fill="{c}"', "not reproduced": 'fill="none" stroke="{c}" stroke-width="1.5"',
+              "inconclusive": 'fill="none" stroke="{c}" stroke-width="1.5" stroke-dasharray="2,1.5"'}
+
+
+def dot_plot_svg(values: Sequence[float], verdicts: Sequence[str], seeds: Sequence[int],
+                 words: Sequence[str] | None = None, width: int = 150, height: int = 22) -> str:
     """One dot per seed on a shared axis (log scale when the values are positive and span more than
-    two decades): filled green where the claim held, hollow red where it did not. Inline SVG."""
+    two decades), drawn by the seed's verdict (the engine's three: :data:`DOT_STYLES`, in the
+    verdict colours), each dot's tooltip the value and ``words`` (the reader's verdict words; the
+    engine's by default). Inline SVG."""
     x = np.asarray(values, dtype=float)
     log = bool(np.all(x > 0) and x.max() / x.min() > 100)
     t = np.log10(x) if log else x
@@ -60,9 +67,9 @@ def dot_plot_svg(values: Sequence[float], passed: Sequence[bool], seeds: Sequenc
     pad = 8
     pos = np.full(t.shape, width / 2) if hi == lo else pad + (t - lo) / (hi - lo) * (width - 2 * pad)
     dots = []
-    for p, ok, s, v in zip(pos, passed, seeds, x):
-        tip = f"seed {s}: {format_value(float(v))} ({'holds' if ok else 'fails'})"
-        style = f'fill="{_PASS}"' if ok else f'fill="none" stroke="{_FAIL}" stroke-width="1.5"'
+    for p, v_, s, v, w in zip(pos, verdicts, seeds, x, words or verdicts):
+        tip = f"seed {s}: {format_value(float(v))} ({w})"
+        style = DOT_STYLES[v_].format(c=COLOURS[v_])
         dots.append(f'<circle cx="{p:.1f}" cy="{height / 2:.1f}" r="4" {style}><title>{html.escape(tip)}</title></circle>')
     axis = f'<line x1="{pad}" y1="{height - 3}" x2="{width - pad}" y2="{height - 3}" stroke="#999" stroke-width="1"/>'
     label = "log scale" if log else "linear scale"
@@ -117,8 +124,9 @@ def _per_seed_cell(records_by_seed: dict[int, dict[str, Any]]) -> str:
     cell = "<br>".join(lines)
     if len(named) > 1:
         values = np.array([st[1] for _, st in named])
-        ok = [record_verdict(records_by_seed[s]) == "reproduced" for s, _ in named]
-        cell += "<br>" + dot_plot_svg(values, ok, [s for s, _ in named])
+        shown = [records_by_seed[s] for s, _ in named]
+        cell += "<br>" + dot_plot_svg(values, [record_verdict(r) for r in shown], [s for s, _ in named],
+                                      [verdict(r) for r in shown])
     return cell
 
 
@@ -232,7 +240,7 @@ def robustness_markdown(results: Sequence[tuple[Any, dict[str, Any], list[dict[s
              "is generated from the claims of every run of the sweep "
              "and, as chapter seed 0, the book's own run where its profile matches. For each claim it gives "
              "the verdict of each chapter seed, with one dot per seed for its tested statistic (filled: "
-             "reproduced; hollow: not; hover for the value); then the **pooled verdict**: the units of every "
+             "reproduced; hollow: not reproduced; dashed: inconclusive; hover for the value); then the **pooled verdict**: the units of every "
              "chapter seed taken together and decided by the same pre-registered rule, the interval "
              "narrowing as chapter seeds are added. Units are pooled only when they are exchangeable — "
              "the same profile, configuration, units code and claim definition — and the page says "
