@@ -344,21 +344,25 @@ def _run_one(pm, chapter: ChapterFile, label: str, profile: str, device: str, se
 
 
 @contextmanager
-def _single_threaded_kernels(on: bool):
-    """While chapters run side by side, their kernels (started from this process's environment) use
-    one intra-op thread each: two chapters already fill two cores, and more threads only contend."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    before = {n: os.environ.get(n) for n in names}
-    if on:
-        os.environ.update({n: "1" for n in names})
+def temporary_environment(**values: str):
+    """These environment variables while it lasts (kernels started meanwhile inherit them); the
+    previous values, or their absence, restored after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        for n, v in before.items():
-            if v is None:
-                os.environ.pop(n, None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ[n] = v
+                os.environ[name] = value
+
+
+def _single_threaded_kernels(on: bool):
+    """While chapters run side by side, their kernels (started from this process's environment) use
+    one intra-op thread each: two chapters already fill two cores, and more threads only contend."""
+    return temporary_environment(**({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if on else {}))
 
 
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",

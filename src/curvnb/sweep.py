@@ -185,20 +185,6 @@ def _collect_artifacts(build: Path) -> dict[str, bytes]:
     return files
 
 
-@contextlib.contextmanager
-def _environment(**values: str):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (the kernels papermill ran)."""
     try:
@@ -234,7 +220,7 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
         if not os.environ.get("CURVNB_DATA") and local_root is not None and (local_root / "data").is_dir():
             env["CURVNB_DATA"] = str(local_root / "data")
         log = io.StringIO()
-        with _environment(**env), contextlib.redirect_stdout(log):
+        with book.temporary_environment(**env), contextlib.redirect_stdout(log):
             try:
                 book.run_chapters([task.chapter], profile=task.profile, device=task.device, seed=task.seed,
                                   progress=False)
