@@ -275,7 +275,7 @@ def test_kernels_started_at_once_get_sockets_of_their_own(tmp_path, monkeypatch)
 def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, monkeypatch, capsys):
     """``run_chapters(jobs=2)``: two at a time, longest path first (a chapter's longest recorded time plus
     that of the chapters waiting for it), a chapter that reads another's claims after it, kernels
-    single-threaded; a failure stops further starts and is
+    in the driver's environment; a failure stops further starts and is
     raised once the running chapter has finished, its outputs marked stale."""
     import json
     import threading
@@ -297,7 +297,7 @@ def test_chapters_run_side_by_side_longest_first_after_their_inputs(tmp_path, mo
 
     def execute(pm, path, out, parameters, cwd, progress):
         chapter = book.CHAPTER_FILE.match(path.name)["id"]
-        assert os.environ["OMP_NUM_THREADS"] == "1" and progress is False
+        assert os.environ["OMP_NUM_THREADS"] == "2" and progress is False   # the kernels' environment untouched
         with lock:
             events.append(("start", chapter))
             first_two = len(events) <= 2

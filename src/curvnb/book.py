@@ -359,19 +359,13 @@ def temporary_environment(**values: str):
                 os.environ[name] = value
 
 
-def _single_threaded_kernels(on: bool):
-    """While chapters run side by side, their kernels (started from this process's environment) use
-    one intra-op thread each: two chapters already fill two cores, and more threads only contend."""
-    return temporary_environment(**({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if on else {}))
-
-
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
                  seed: int = 0, progress: bool = True, jobs: int | None = None) -> dict[str, float]:
     """Execute chapters with papermill, ``jobs`` at a time (default :func:`default_jobs`); returns
     seconds per chapter.
 
-    With ``jobs > 1`` the chapters on the longest path start first (:func:`_longest_first`), a chapter
-    that reads another's claims (:data:`CHAPTER_INPUTS`) starts after it, and each kernel runs one thread.
+    With ``jobs > 1`` the chapters on the longest path start first (:func:`_longest_first`) and a
+    chapter that reads another's claims (:data:`CHAPTER_INPUTS`) starts after it.
     A failure raises :class:`ChapterFailed` once the chapters already running have finished; no
     further chapter starts. The partial notebook is moved to ``_build/failed/`` (for the details)
     and the chapter's previous outputs are marked stale (:func:`stale_chapters`; ``curvnb build``
@@ -392,7 +386,11 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
     total_start = time.perf_counter()
     number = {c.id: i for i, c in enumerate(selected, 1)}
     pending, running, failure = list(order), {}, None
-    with _single_threaded_kernels(jobs > 1), ThreadPoolExecutor(jobs) as pool:
+    # The kernels keep this process's environment, whatever ``jobs``: a thread setting such as
+    # OMP_NUM_THREADS=1 changes the float rounding of some runs (atlas's reversible nets differed by up
+    # to 1e-6 in a step, then by the chaos of training), and a chapter run beside another must compute
+    # what it computes alone. The chapters' compute already runs single-threaded where it matters.
+    with ThreadPoolExecutor(jobs) as pool:
         try:
             while pending or running:
                 while failure is None and len(running) < jobs:

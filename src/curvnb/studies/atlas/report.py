@@ -3,13 +3,14 @@ of :mod:`curvnb.studies.atlas.compute` (editing this module reuses every cached 
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Sequence
 
 import numpy as np
 
-from curvnb.claims import (ClaimSpec, by_verdict, evaluate, format_estimate, format_interval, read_claims,
-                           record_verdict, verdict, what_we_found)
+from curvnb.claims import (ClaimSpec, by_verdict, evaluate, format_estimate, format_interval, format_value,
+                           read_claims, record_verdict, verdict, what_we_found)
 from curvnb.figures import panels
 from curvnb.studies.atlas.compute import Config, LENSES, PROFILES, RUNS, STREAMS, TUNED, grid
 
@@ -70,12 +71,13 @@ LINKS = {"kfac-lazy": ("03_huh2020", "07_buffelli2024"), "gn-lazy": ("07_buffell
          "alice-glass": ("06_duersch2024",), "kfac-first": ("03_huh2020", "04_orvieto2021")}
 
 
-def claims(results: dict) -> list:
+def claims(results: dict, specs: Sequence[ClaimSpec] = SPECS) -> list:
     """Every finding decided by :func:`curvnb.claims.evaluate` on the per-seed values at matched loss
-    (a run that never reached the target has no matched value: it is left out and named in the detail)."""
+    (a run that never reached the target has no matched value: it is left out and named in the detail);
+    ``specs``: the findings' rule (:data:`BOOTSTRAP_SPECS` gives the rule it replaced, on the same values)."""
     values, seed = results["matched"]["values"], results["seed"]
     out = []
-    for i, spec in enumerate(SPECS):
+    for i, spec in enumerate(specs):
         a, b, key = COMPARED[spec.id]
         va, vb = np.asarray(values[a][key], float), np.asarray(values[b][key], float)
         keep = np.isfinite(va) & np.isfinite(vb)
@@ -189,16 +191,22 @@ FIRST_ANSWERS = {"kfac-lazy": ("yes", 0.10, (0.081, 0.10)), "gn-lazy": ("yes", 0
                  "break-even-sgd": ("no", 1.0, (1.0, 1.0)), "break-even-adam": ("no", 1.0, (1.0, 1.0)),
                  "alice-glass": ("no", 2.2, (1.1, 2.9)), "kfac-first": ("no", 1.0, (1.0, 1.0))}
 
-#: The answers of the second rule (ratio of medians, paired bootstrap) on chapter seed 0, 8 seeds, before
-#: the change to per-seed differences (kept from that run's claims file).
-BOOTSTRAP_ANSWERS = {"kfac-lazy": ("yes", 0.081, (0.076, 0.11)), "gn-lazy": ("yes", 0.40, (0.30, 0.47)),
-                     "break-even-sgd": ("yes", 0.36, (0.28, 0.48)),
-                     "break-even-adam": ("inconclusive", 0.89, (0.59, 1.21)),
-                     "alice-glass": ("no", 1.82, (1.21, 2.49)), "kfac-first": ("inconclusive", 1.33, (1.0, 1.33))}
+#: The rule the findings had before the per-seed differences: the ratio of the two runs' medians below 1,
+#: with the engine's paired bootstrap. The chapter states its answer on this run's values beside the new one.
+BOOTSTRAP_SPECS = tuple(dataclasses.replace(s, statistic="ratio_of_medians_paired", threshold=1.0, quantity="")
+                        for s in SPECS)
 
 
 def _answers(answers: dict) -> str:
     return "; ".join(f"{fid} *{v}* ({est:.2g} [{lo:.2g}, {hi:.2g}])" for fid, (v, est, (lo, hi)) in answers.items())
+
+
+def _bootstrap_answers(results: dict) -> str:
+    """The replaced rule's answer on this run's values, one phrase per finding (computed, not kept)."""
+    records = [res.record("") for res in claims(results, BOOTSTRAP_SPECS)]
+    return "; ".join(f"{r['id']} *{verdict(r)}* ({format_value(r['measured'])}"
+                     + (f" [{format_value(r['interval'][0])}, {format_value(r['interval'][1])}])" if r["interval"] else
+                        ", too few seeds for its interval)") for r in records)
 
 
 def registration_markdown(results: dict) -> str:
@@ -225,8 +233,8 @@ def registration_markdown(results: dict) -> str:
         "seeds of the two runs' per-seed difference, below 0 (the ratio's sign; a ratio is undefined where a run's "
         "lens is 0 at its matched probe), with its exact order-statistic interval (at 8 seeds, the smallest "
         "and largest difference: *yes* only when every seed's difference lies below 0). It was committed before it ran and "
-        f"answered on chapter seeds the chapter had not run (the Changes page). The bootstrap's answers on chapter "
-        f"seed 0, ratios: {_answers(BOOTSTRAP_ANSWERS)}. "
+        f"answered on chapter seeds the chapter had not run (the Changes page). The bootstrap's answers on this "
+        f"run's values (ratios): {_bootstrap_answers(results)}. "
         + (f"The claims table links each revised finding to its entry on the book's Changes page "
            f"({', '.join(changed)})." if changed else ""))
 
