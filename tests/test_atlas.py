@@ -149,7 +149,12 @@ def test_claims_table_figures_views(tiny):
     text = s.findings_markdown(records, r)
     assert text.count("**inconclusive**") == len(s.SPECS)
     assert text.count("‖K_t − K_0‖/‖K_0‖") == 2      # both laziness findings
-    assert "kfac-first *no*" in s.registration_markdown(r)
+    registration = s.registration_markdown(r)
+    assert "kfac-first *no*" in registration
+    # the replaced rule, answered on the same values: its bootstrap also needs 8 seeds, so none at smoke
+    assert [(b.id, b.statistic, b.threshold) for b in s.BOOTSTRAP_SPECS] == \
+        [(a.id, "ratio_of_medians_paired", 1.0) for a in s.SPECS]
+    assert registration.count("too few seeds for its interval") == len(s.SPECS)
     for group in (0, 1):
         for point in ("matched", "budget"):
             table = s.matched_table_html(r, group, point)

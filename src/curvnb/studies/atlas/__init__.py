@@ -60,7 +60,7 @@ from curvnb.studies.atlas.compute import (BASE, Config, DEFAULT_GRIDS, LENSES, L
                                           load_data, make_model, make_optimizer, make_step, matched, representation,
                                           run, run_chapter, select_score, steps_within, target_loss, train_one,
                                           unit_lists)
-from curvnb.studies.atlas.report import (COLORS, COMPARED, FINDINGS, FIRST_ANSWERS, HEADERS, LINKS, NAMES, SPECS,
+from curvnb.studies.atlas.report import (BOOTSTRAP_SPECS, COLORS, COMPARED, FINDINGS, FIRST_ANSWERS, HEADERS, LINKS, NAMES, SPECS,
                                          TABLE_GROUPS, TICKS, at_budget, claims, compared_with_study, draw_pair,
                                          figure_heatmap, figure_lenses, findings_markdown, heatmap_matrix,
                                          init_markdown, kernel_scale_note, matched_table_html, rates_markdown,
