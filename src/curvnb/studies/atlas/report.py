@@ -228,7 +228,7 @@ def registration_markdown(results: dict) -> str:
         "have three values (yes / no / inconclusive) and honest 95 % intervals. The quick profile runs "
         f"{PROFILES['quick'].seeds} seeds, the fewest with which the paired bootstrap of two medians could decide "
         "(until then it ran three, and every finding was inconclusive by construction). A second revision changed "
-        "the statistic, thresholds unchanged: simulated from this chapter's own 8 seeds, that bootstrap's 95 % "
+        "the statistic (its threshold restated on the new scale: a ratio below 1 is a difference below 0): simulated from this chapter's own 8 seeds, that bootstrap's 95 % "
         "interval covered only 91.5–93.3 % for five of the six findings, so each finding is now the median over "
         "seeds of the two runs' per-seed difference, below 0 (the ratio's sign; a ratio is undefined where a run's "
         "lens is 0 at its matched probe), with its exact order-statistic interval (at 8 seeds, the smallest "
