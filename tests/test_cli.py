@@ -349,7 +349,12 @@ def test_a_ctrl_c_reaches_the_kernels_of_chapters_running_in_threads():
 
     from curvnb import book
 
-    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    # a stand-in kernel that says when it is up (a signal that arrives while Python is still starting can
+    # be lost in its start-up imports), with SIGINT's default action whatever this worker inherited
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                              start_new_session=True, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert kernel.stdout.readline().strip() == "up"
     manager = type("FakeKernelManager", (), {})()
     manager.provisioner = type("FakeProvisioner", (), {"pgid": os.getpgid(kernel.pid)})()
     book._KERNEL_MANAGERS.add(manager)
