@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -343,22 +342,6 @@ def _run_one(pm, chapter: ChapterFile, label: str, profile: str, device: str, se
     return time.perf_counter() - start
 
 
-@contextmanager
-def temporary_environment(**values: str):
-    """These environment variables while it lasts (kernels started meanwhile inherit them); the
-    previous values, or their absence, restored after."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", device: str = "auto",
                  seed: int = 0, progress: bool = True, jobs: int | None = None) -> dict[str, float]:
     """Execute chapters with papermill, ``jobs`` at a time (default :func:`default_jobs`); returns
@@ -419,7 +402,6 @@ def run_chapters(names: Sequence[str] | None = None, *, profile: str = "quick", 
                     print(f"not starting {', '.join(c.id for c in pending)} after the failure", flush=True)
                     pending = []
         except BaseException:   # Ctrl-C reaches only this process: stop the chapters running in threads too
-            pending = []
             interrupt_kernels()
             raise
     _record_timings(timings, profile)

@@ -185,6 +185,22 @@ def _collect_artifacts(build: Path) -> dict[str, bytes]:
     return files
 
 
+@contextlib.contextmanager
+def _environment(**values: str):
+    """These environment variables while it lasts (the kernels a task starts inherit them); the
+    previous values, or their absence, restored after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _cpu_seconds() -> float:
     """User + system CPU time of this process and its finished children (the kernels papermill ran)."""
     try:
@@ -220,7 +236,7 @@ def execute_chapter_task(payload: TaskInput) -> TaskOutput:
         if not os.environ.get("CURVNB_DATA") and local_root is not None and (local_root / "data").is_dir():
             env["CURVNB_DATA"] = str(local_root / "data")
         log = io.StringIO()
-        with book.temporary_environment(**env), contextlib.redirect_stdout(log):
+        with _environment(**env), contextlib.redirect_stdout(log):
             try:
                 book.run_chapters([task.chapter], profile=task.profile, device=task.device, seed=task.seed,
                                   progress=False)
