@@ -54,6 +54,7 @@ bench: setup
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/curvature.py
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/exact_gauss_newton.py
 	@OMP_NUM_THREADS=1 $(PY) benchmarks/natural_gradient.py
+	@OMP_NUM_THREADS=1 $(PY) benchmarks/stacked_units.py
 
 # Coverage of every bootstrapped claim's interval at its quick-profile unit count, by simulation on the
 # book's own units (needs `make book` first); writes benchmarks/results/coverage.{json,md}, which the tests check.

@@ -51,3 +51,23 @@ def test_render_marks_verdicts_whose_spread_straddles_the_threshold(results):
     assert lines["noisy"].rstrip().endswith("| yes (within noise) |")
     assert lines["missed"].rstrip().endswith("| **no** |")
     assert "shuffled each round" in text
+
+
+def test_stacked_units_summary_is_generated_from_the_measured_ratios():
+    spec = importlib.util.spec_from_file_location("stacked_units", _PATH.parent / "stacked_units.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def row(label, times, ref, short="cnn"):
+        return {"label": label, "times": times, "ref_times": ref, "ref": "one after another" if times is not ref else "",
+                "short": short}
+    seq = [1.0, 1.0, 1.0]
+    rows = [row("gradient, batch 32: one unit after another", seq, seq),
+            row("gradient, batch 32: all units stacked, vmap of grad", [0.5, 0.6, 0.7], seq),
+            row("HVP: all units stacked, vmap of jvp of grad", [2.0, 2.5, 3.0], seq, "mlp")]
+    text = module.summary(rows)
+    assert text.startswith("Stacked ÷ one after another ranged from 0.60 (cnn, gradient, batch 32) "
+                           "to 2.50 (mlp, HVP).")
+    assert "saved 10 % or more only for: cnn, gradient, batch 32 (0.60)" in text
+    rows[1]["times"] = [0.95, 0.95, 0.95]
+    assert "saved less than 10 % everywhere" in module.summary(rows)
