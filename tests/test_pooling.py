@@ -84,6 +84,15 @@ def test_shared_unit_values_are_found_and_constants_are_not():
     assert shared_unit_values(counts) == []
     tied = [Run(s, dict(META), [evaluate(MEDIAN, v).record("quick")]) for s, v in ((1, [0.5, 0.5, 0.25]), (2, [0.25, 0.75, 1.5]))]
     assert shared_unit_values(tied) == []
+    # Spearman correlations of 12 untied points are multiples of 6/(12·143): two seeds can meet on one
+    spearman = [1 - 6 * d / (12 * 143) for d in (20, 52, 104, 208, 26, 60)]
+    ranks = [Run(s, dict(META), [evaluate(MEDIAN, v).record("quick")]) for s, v in
+             ((1, spearman[:3]), (2, spearman[2:5]))]
+    assert shared_unit_values(ranks) == []
+    # ... while one continuous value among them keeps the check on (and finds the shared unit)
+    mixed = [Run(1, dict(META), [evaluate(MEDIAN, spearman[:3]).record("quick")]),
+             Run(2, dict(META), [evaluate(MEDIAN, [spearman[2], 0.1234567891, 0.3]).record("quick")])]
+    assert shared_unit_values(mixed) == [{"claim": "m", "seeds": (1, 2), "values": [(spearman[2],)]}]
     # a paired unit is its pair: one equal coordinate is no shared unit, an equal pair is
     a, b = runs[0].record("p")["values"]["a"], runs[0].record("p")["values"]["b"]
     half = Run(7, dict(META), [evaluate(PAIRED, [a[0], 0.123], [0.456, b[1]], seed=1).record("quick")])

@@ -194,7 +194,8 @@ def _disjointness_note(runs: Sequence[Run]) -> str:
     if not shared:
         return ("Checked: no unit of one chapter seed (its values, a pair for a paired claim) appears among "
                 "another's for the same claim, as independent units should (discrete measurements, where equal "
-                "values are expected — counts, accuracies on a finite test set, 0/1 outcomes — and constants "
+                "values are expected — counts, accuracies on a finite test set, 0/1 outcomes, rank correlations of "
+                "a few points — and constants "
                 "of the configuration aside).")
 
     def unit(u: tuple) -> str:

@@ -179,12 +179,27 @@ def pool_runs(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _on_small_lattice(numbers: np.ndarray, max_denominator: int = 10**5) -> bool:
+    """Whether every value is a fraction p/q with q ≤ ``max_denominator`` (to 1e-12 relative).
+
+    Such values take finitely many values, so two independent units can coincide: a Spearman
+    correlation of n untied points is a multiple of 6/(n(n² − 1)) (n ≤ 49 here), an accuracy a
+    multiple of 1/N. A continuous measurement lies that close to such a fraction with probability
+    below 1 % per value, so a claim whose every value does is discrete."""
+    from fractions import Fraction
+
+    return bool(len(numbers)) and all(
+        abs(v - float(Fraction(float(v)).limit_denominator(max_denominator))) <= 1e-12 * max(1.0, abs(v))
+        for v in numbers)
+
+
 def shared_unit_values(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Units that one chapter seed shares with another for the same claim: evidence that two chapter
     seeds ran the same unit. A unit is the tuple of its values over the record's groups (a pair, for
     a paired design). Discrete measurements are skipped, since equal values are expected there:
-    0/1 outcomes (proportions), integer counts, and values that repeat within one chapter seed (an
-    accuracy on a finite test set); so are constants of the configuration (one value everywhere)."""
+    0/1 outcomes (proportions), integer counts, values that repeat within one chapter seed (an
+    accuracy on a finite test set), and values that are all small fractions (a rank correlation of a
+    few points, a count over a fixed total); so are constants of the configuration (one value everywhere)."""
     found = []
     ids = {rec["id"] for run in runs for rec in run.records}
     for cid in sorted(ids):
@@ -205,7 +220,7 @@ def shared_unit_values(runs: Sequence[Run]) -> list[dict[str, Any]]:
         units = [u for seed_units in per_seed.values() for u in seed_units]
         numbers = np.array([v for u in units for v in u if isinstance(v, float)])
         discrete = (len(numbers) and np.all(numbers == np.round(numbers))) or any(
-            len(set(seed_units)) < len(seed_units) for seed_units in per_seed.values())
+            len(set(seed_units)) < len(seed_units) for seed_units in per_seed.values()) or _on_small_lattice(numbers)
         if discrete or len(set(units)) == 1:
             continue
         seeds = sorted(per_seed)
