@@ -180,16 +180,17 @@ def pool_runs(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
 
 
 def _on_small_lattice(numbers: np.ndarray, max_denominator: int = 10**5) -> bool:
-    """Whether every value is a fraction p/q with q ≤ ``max_denominator`` (to 1e-12 relative).
+    """Whether every value is a fraction p/q with q ≤ ``max_denominator``, to 4 units in the last place.
 
     Such values take finitely many values, so two independent units can coincide: a Spearman
     correlation of n untied points is a multiple of 6/(n(n² − 1)) (n ≤ 49 here), an accuracy a
-    multiple of 1/N. A continuous measurement lies that close to such a fraction with probability
-    below 1 % per value, so a claim whose every value does is discrete."""
+    multiple of 1/N. A continuous float64 value v lies that close to such a fraction with probability
+    about 5e-6·max(1, |v|) (≈ 3e9 fractions per unit length, each within 4 ulp), so a claim whose
+    every value does is discrete."""
     from fractions import Fraction
 
     return bool(len(numbers)) and all(
-        abs(v - float(Fraction(float(v)).limit_denominator(max_denominator))) <= 1e-12 * max(1.0, abs(v))
+        abs(v - float(Fraction(float(v)).limit_denominator(max_denominator))) <= 4 * np.spacing(abs(float(v)))
         for v in numbers)
 
 
