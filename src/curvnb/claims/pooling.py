@@ -189,7 +189,11 @@ def _on_small_lattice(numbers: np.ndarray, max_denominator: int = 10**5) -> bool
     every value does is discrete."""
     from fractions import Fraction
 
-    return bool(len(numbers)) and all(
+    if not len(numbers):
+        return False
+    if np.all(numbers == np.round(numbers)):   # integers (q = 1): the common case, vectorised
+        return True
+    return all(
         abs(v - float(Fraction(float(v)).limit_denominator(max_denominator))) <= 4 * np.spacing(abs(float(v)))
         for v in numbers)
 
@@ -220,8 +224,8 @@ def shared_unit_values(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 per_seed[run.seed] = [(k, float(v)) for k, c in zip(keys, columns) for v in c]
         units = [u for seed_units in per_seed.values() for u in seed_units]
         numbers = np.array([v for u in units for v in u if isinstance(v, float)])
-        discrete = (len(numbers) and np.all(numbers == np.round(numbers))) or any(
-            len(set(seed_units)) < len(seed_units) for seed_units in per_seed.values()) or _on_small_lattice(numbers)
+        discrete = any(len(set(seed_units)) < len(seed_units) for seed_units in per_seed.values()) or \
+            _on_small_lattice(numbers)
         if discrete or len(set(units)) == 1:
             continue
         seeds = sorted(per_seed)
